@@ -1,0 +1,48 @@
+"""keras_preresnet: the ResNets of He et al. (2015, 2016) and their pre-activation variants in Keras 3."""
+
+from keras_preresnet.flops import count_flops
+from keras_preresnet.layers import (
+    BNAfterAdditionUnit,
+    ConstantScalingShortcut,
+    Conv1x1Shortcut,
+    DropoutShortcut,
+    ExclusiveGatingShortcut,
+    FullPreActivationUnit,
+    IdentityShortcut,
+    OriginalUnit,
+    ReLUBeforeAdditionUnit,
+    ReLUOnlyPreActivationUnit,
+    ResidualUnit,
+    ShortcutOnlyGatingShortcut,
+    TorchConv2D,
+)
+from keras_preresnet.models import (
+    ARCHITECTURES,
+    PreActResNet18,
+    PreActResNet34,
+    PreActResNet50,
+    PreActResNet101,
+    PreActResNet110,
+    PreActResNet152,
+    PreActResNet164,
+    PreActResNet200,
+    PreActResNet1001,
+    ResNet18,
+    ResNet20,
+    ResNet32,
+    ResNet34,
+    ResNet44,
+    ResNet50,
+    ResNet56,
+    ResNet101,
+    ResNet110,
+    ResNet152,
+    ResNet164,
+    ResNet200,
+    ResNet1001,
+    ResNet1202,
+    build_named,
+    build_resnet,
+)
+
+__version__ = "0.1.0"

@@ -1,0 +1,502 @@
+"""Residual units of "Identity Mappings in Deep Residual Networks" (He et al., 2016) as Keras layers.
+
+A unit computes ``y = h(x) + F(x)`` and ``x_next = f(y)`` (Eqn. 1-2). The five activation orders of
+Fig. 4 are five unit classes; the six shortcut types of Fig. 2 are six small layers that combine the
+shortcut path ``h(x)`` with the residual branch ``F(x)``. Every unit comes in the basic (two 3x3
+convolutions), bottleneck (1x1, 3x3, 1x1) and 1-layer (one 3x3, Table 3) forms, and matches dimensions
+with the ResNet paper's option A (zero padding), B (projection where dimensions change) or C
+(projection everywhere).
+
+Convolutions pad like Torch (symmetrically), so weights converted from Torch checkpoints give the same
+numbers; batch normalisation uses Torch's epsilon and momentum. A unit is one layer: a 1001-layer
+network is a graph of a few hundred unit nodes, which keeps functional models quick to build and save.
+"""
+
+import keras
+from keras import ops
+
+from keras_preresnet import defaults
+
+_PACKAGE = "keras_preresnet"
+
+
+def _register(cls):
+    return keras.saving.register_keras_serializable(package=_PACKAGE)(cls)
+
+
+# --------------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------------
+
+
+@_register
+class TorchConv2D(keras.layers.Conv2D):
+    """A ``Conv2D`` that pads ``(k - 1) // 2`` zeros on every side, as Torch does.
+
+    Keras' ``'same'`` padding is asymmetric for strided convolutions on even inputs, which shifts the
+    sampling grid by one pixel and breaks weight conversion from Torch. Stride-1 convolutions keep
+    ``'same'`` (symmetric for odd kernels) so the backend can fuse the padding.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, **kwargs):
+        kwargs.pop("padding", None)
+        kwargs.setdefault("use_bias", False)
+        kwargs.setdefault("kernel_initializer", defaults.conv_initializer())
+        super().__init__(filters, kernel_size, strides=strides, padding="valid", **kwargs)
+        self.torch_padding = 0 if self.strides == (1, 1) else (self.kernel_size[0] - 1) // 2
+        if self.strides == (1, 1):
+            self.padding = "same"
+        self.input_spatial_shape = None
+
+    def build(self, input_shape):
+        self.input_spatial_shape = tuple(input_shape[1:3])
+        super().build(input_shape)
+
+    def call(self, inputs):
+        p = self.torch_padding
+        if p:
+            inputs = ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]])
+        return super().call(inputs)
+
+    def compute_output_shape(self, input_shape):
+        p = self.torch_padding
+        if p:
+            input_shape = (
+                input_shape[0],
+                None if input_shape[1] is None else input_shape[1] + 2 * p,
+                None if input_shape[2] is None else input_shape[2] + 2 * p,
+                input_shape[3],
+            )
+        return super().compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("padding")
+        return config
+
+
+def batch_norm(name, dtype=None):
+    """BatchNormalization with Torch's epsilon 1e-5 and momentum 0.1 (Keras 0.9)."""
+    return keras.layers.BatchNormalization(
+        axis=-1, epsilon=defaults.BN_EPSILON, momentum=defaults.BN_MOMENTUM, name=name, dtype=dtype
+    )
+
+
+def _build_chain(layer, input_shape):
+    layer.build(input_shape)
+    return layer.compute_output_shape(input_shape)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shortcut types of Fig. 2: how h(x) and F(x) are combined
+# --------------------------------------------------------------------------------------------------
+
+
+class Shortcut(keras.layers.Layer):
+    """Base of the Fig. 2 shortcut types: ``combine(h(x), F(x))``.
+
+    ``shortcut`` is the unit's input after dimension matching (option A/B/C); a shortcut type that
+    ``projects`` (the 1x1 conv shortcut) receives the raw input and matches dimensions itself.
+    """
+
+    projects = False
+
+    def __init__(self, filters=None, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.strides = strides
+
+    def build(self, shortcut_shape):
+        self.built = True
+
+    def call(self, shortcut, residual, training=None):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, strides=self.strides)
+        return config
+
+
+@_register
+class IdentityShortcut(Shortcut):
+    """Fig. 2(a): ``y = x + F(x)``."""
+
+    def call(self, shortcut, residual, training=None):
+        return shortcut + residual
+
+
+@_register
+class ConstantScalingShortcut(Shortcut):
+    """Fig. 2(b): ``y = lambda * x + mu * F(x)`` (the paper tries lambda = 0.5, mu = 1 or 0.5)."""
+
+    def __init__(self, shortcut_scale=0.5, residual_scale=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.shortcut_scale = float(shortcut_scale)
+        self.residual_scale = float(residual_scale)
+
+    def call(self, shortcut, residual, training=None):
+        return self.shortcut_scale * shortcut + self.residual_scale * residual
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(shortcut_scale=self.shortcut_scale, residual_scale=self.residual_scale)
+        return config
+
+
+class _GatedShortcut(Shortcut):
+    """A gate ``g(x) = sigmoid(W_g x + b_g)`` from a 1x1 convolution of the shortcut input."""
+
+    def __init__(self, gate_bias=-6.0, **kwargs):
+        super().__init__(**kwargs)
+        self.gate_bias = float(gate_bias)
+
+    def build(self, shortcut_shape):
+        self.gate = keras.layers.Conv2D(
+            shortcut_shape[-1],
+            1,
+            use_bias=True,
+            kernel_initializer=defaults.conv_initializer(),
+            bias_initializer=keras.initializers.Constant(self.gate_bias),
+            name=f"{self.name}_gate",
+            dtype=self.dtype_policy,
+        )
+        self.gate.build(shortcut_shape)
+        self.built = True
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(gate_bias=self.gate_bias)
+        return config
+
+
+@_register
+class ExclusiveGatingShortcut(_GatedShortcut):
+    """Fig. 2(c): ``y = (1 - g(x)) * x + g(x) * F(x)``."""
+
+    def call(self, shortcut, residual, training=None):
+        g = ops.sigmoid(self.gate(shortcut))
+        return (1.0 - g) * shortcut + g * residual
+
+
+@_register
+class ShortcutOnlyGatingShortcut(_GatedShortcut):
+    """Fig. 2(d): ``y = (1 - g(x)) * x + F(x)``."""
+
+    def call(self, shortcut, residual, training=None):
+        g = ops.sigmoid(self.gate(shortcut))
+        return (1.0 - g) * shortcut + residual
+
+
+@_register
+class Conv1x1Shortcut(Shortcut):
+    """Fig. 2(e): ``y = W_s x + F(x)`` with a 1x1 convolution on every unit's shortcut."""
+
+    projects = True
+
+    def build(self, shortcut_shape):
+        self.conv = TorchConv2D(
+            self.filters, 1, strides=self.strides, name=f"{self.name}_conv", dtype=self.dtype_policy
+        )
+        self.conv.build(shortcut_shape)
+        self.built = True
+
+    def call(self, shortcut, residual, training=None):
+        return self.conv(shortcut) + residual
+
+
+@_register
+class DropoutShortcut(Shortcut):
+    """Fig. 2(f): ``y = dropout(x) + F(x)`` (the paper uses a rate of 0.5)."""
+
+    def __init__(self, rate=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.dropout = keras.layers.Dropout(self.rate)
+
+    def call(self, shortcut, residual, training=None):
+        return self.dropout(shortcut, training=training) + residual
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate)
+        return config
+
+
+SHORTCUTS = {
+    "identity": IdentityShortcut,
+    "constant_scaling": ConstantScalingShortcut,
+    "exclusive_gating": ExclusiveGatingShortcut,
+    "shortcut_only_gating": ShortcutOnlyGatingShortcut,
+    "conv1x1": Conv1x1Shortcut,
+    "dropout": DropoutShortcut,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Residual units: the activation orders of Fig. 4
+# --------------------------------------------------------------------------------------------------
+
+FORMS = ("basic", "bottleneck", "one_layer")
+PROJECTIONS = ("A", "B", "C")
+STRIDE_POSITIONS = ("first", "3x3")
+SHORTCUT_SOURCES = ("raw", "preactivated")
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {list(allowed)}; received {name}={value!r}.")
+    return value
+
+
+class ResidualUnit(keras.layers.Layer):
+    """One residual unit ``x_next = f(h(x) + F(x))``.
+
+    Subclasses fix the order of BN, ReLU and convolution (Fig. 4) with two pieces of data:
+    ``per_conv`` is the op sequence around each convolution of F and ``trim`` how many ops the last
+    convolution drops; ``after_addition`` is f. Pre-activation units (whose F starts before its first
+    convolution) can share that pre-activation with the shortcut (``shortcut_from='preactivated'``).
+
+    Args:
+        filters: width of the unit (the inner width of a bottleneck).
+        strides: stride of the unit (1 or 2).
+        form: ``'basic'`` (3x3, 3x3), ``'bottleneck'`` (1x1, 3x3, 1x1 x ``expansion``) or
+            ``'one_layer'`` (one 3x3).
+        shortcut: a Fig. 2 shortcut type, one of ``SHORTCUTS``; ``shortcut_options`` are its arguments
+            (``shortcut_scale``/``residual_scale``, ``gate_bias``, ``rate``).
+        projection: dimension matching of the ResNet paper, ``'A'``, ``'B'`` or ``'C'``.
+        projection_bn: whether a projection shortcut is conv-BN (True) or a bare conv.
+        stride_position: ``'first'`` (first conv of F) or ``'3x3'`` (the 3x3 of a bottleneck).
+        shortcut_from: ``'raw'`` input or the ``'preactivated'`` one (pre-activation units only).
+        use_bias: give every convolution of the unit a bias.
+        kernel_regularizer: regulariser for every convolution kernel of the unit.
+    """
+
+    per_conv = ()
+    trim = 0
+    after_addition = ()
+
+    def __init__(
+        self,
+        filters,
+        strides=1,
+        form="basic",
+        expansion=4,
+        shortcut="identity",
+        shortcut_options=None,
+        projection="B",
+        projection_bn=True,
+        stride_position="first",
+        shortcut_from="raw",
+        use_bias=False,
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(filters) < 1:
+            raise ValueError(f"`filters` must be a positive integer; received filters={filters!r}.")
+        if int(strides) not in (1, 2):
+            raise ValueError(f"`strides` must be 1 or 2; received strides={strides!r}.")
+        self.filters = int(filters)
+        self.strides = int(strides)
+        self.form = _choice("form", form, FORMS)
+        self.expansion = int(expansion)
+        self.shortcut_type = _choice("shortcut", shortcut, SHORTCUTS)
+        self.shortcut_options = dict(shortcut_options or {})
+        self.projection = _choice("projection", projection, PROJECTIONS)
+        self.projection_bn = bool(projection_bn)
+        self.stride_position = _choice("stride_position", stride_position, STRIDE_POSITIONS)
+        self.shortcut_from = _choice("shortcut_from", shortcut_from, SHORTCUT_SOURCES)
+        if self.shortcut_from == "preactivated" and self.per_conv[0] == "conv":
+            raise ValueError(
+                f"{type(self).__name__} has no pre-activation to share: use shortcut_from='raw'."
+            )
+        self.use_bias = bool(use_bias)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.output_filters = self.filters * (self.expansion if self.form == "bottleneck" else 1)
+
+    # -- structure --------------------------------------------------------------------------------
+
+    def conv_specs(self):
+        """(filters, kernel, strides) of each convolution of F, in order."""
+        f, out = self.filters, self.output_filters
+        kernels = {"basic": [(f, 3), (f, 3)], "bottleneck": [(f, 1), (f, 3), (out, 1)],
+                   "one_layer": [(f, 3)]}[self.form]
+        strided = 0 if self.stride_position == "first" or self.form != "bottleneck" else 1
+        return [(c, k, self.strides if i == strided else 1) for i, (c, k) in enumerate(kernels)]
+
+    def branch_ops(self):
+        """The op sequence of F, e.g. ``['bn', 'relu', 'conv', 'bn', 'relu', 'conv']``."""
+        ops_ = list(self.per_conv) * len(self.conv_specs())
+        return ops_[: len(ops_) - self.trim]
+
+    def _conv(self, filters, kernel, strides, name):
+        return TorchConv2D(
+            filters, kernel, strides=strides, use_bias=self.use_bias,
+            kernel_regularizer=self.kernel_regularizer, name=name, dtype=self.dtype_policy,
+        )
+
+    def build(self, input_shape):
+        in_channels = input_shape[-1]
+        specs = iter(self.conv_specs())
+        shape = tuple(input_shape)
+        self.branch_ops_ = tuple(self.branch_ops())
+        self.branch_layers = []
+        n_conv = 0
+        bn_name = "preact_bn"
+        for op in self.branch_ops_:
+            if op == "conv":
+                n_conv += 1
+                filters, kernel, strides = next(specs)
+                layer = self._conv(filters, kernel, strides, f"{self.name}_{n_conv}_conv")
+                shape = _build_chain(layer, shape)
+                bn_name = f"{n_conv}_bn"
+            elif op == "bn":
+                layer = batch_norm(f"{self.name}_{bn_name}", dtype=self.dtype_policy)
+                shape = _build_chain(layer, shape)
+            else:
+                continue
+            self.branch_layers.append(layer)
+        # Ops before the first convolution are the unit's pre-activation.
+        self.n_preactivation = self.branch_ops_.index("conv")
+
+        self.after_layers = []
+        if "bn" in self.after_addition:
+            layer = batch_norm(f"{self.name}_out_bn", dtype=self.dtype_policy)
+            layer.build(shape)
+            self.after_layers.append(layer)
+
+        shortcut_cls = SHORTCUTS[self.shortcut_type]
+        changes = self.strides != 1 or in_channels != self.output_filters
+        self.projection_conv = self.projection_norm = None
+        self.zero_pad_channels = 0
+        if not shortcut_cls.projects and (self.projection == "C" or (changes and self.projection == "B")):
+            self.projection_conv = self._conv(self.output_filters, 1, self.strides, f"{self.name}_0_conv")
+            projected = _build_chain(self.projection_conv, input_shape)
+            if self.projection_bn:
+                self.projection_norm = batch_norm(f"{self.name}_0_bn", dtype=self.dtype_policy)
+                self.projection_norm.build(projected)
+        elif not shortcut_cls.projects and changes:
+            if in_channels > self.output_filters:
+                raise ValueError(
+                    f"Option A shortcuts can only widen: unit {self.name!r} maps {in_channels} channels "
+                    f"to {self.output_filters}. Use projection='B'."
+                )
+            self.zero_pad_channels = self.output_filters - in_channels
+        self.combine = shortcut_cls(
+            filters=self.output_filters, strides=self.strides, name=f"{self.name}_shortcut",
+            dtype=self.dtype_policy, **self.shortcut_options,
+        )
+        self.combine.build(input_shape if shortcut_cls.projects else shape)
+        self.built = True
+
+    # -- forward ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _apply(sequence, layers, x, training):
+        """Runs the op names of ``sequence``, taking conv and BN layers from the iterator ``layers``."""
+        for op in sequence:
+            if op == "relu":
+                x = ops.relu(x)
+            elif op == "bn":
+                x = next(layers)(x, training=training)
+            else:
+                x = next(layers)(x)
+        return x
+
+    def _match_dimensions(self, x, training):
+        if self.combine.projects:
+            return x
+        if self.projection_conv is not None:
+            x = self.projection_conv(x)
+            if self.projection_norm is not None:
+                x = self.projection_norm(x, training=training)
+            return x
+        if self.strides != 1:
+            # Option A: subsample like Torch's 1x1 stride-2 average pooling, then pad zero channels.
+            x = x[:, :: self.strides, :: self.strides, :]
+        if self.zero_pad_channels:
+            x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self.zero_pad_channels]])
+        return x
+
+    def call(self, inputs, training=None):
+        layers = iter(self.branch_layers)
+        n = self.n_preactivation
+        x = self._apply(self.branch_ops_[:n], layers, inputs, training)
+        shortcut_input = x if self.shortcut_from == "preactivated" else inputs
+        residual = self._apply(self.branch_ops_[n:], layers, x, training)
+        shortcut = self._match_dimensions(shortcut_input, training)
+        y = self.combine(shortcut, residual, training=training)
+        return self._apply(self.after_addition, iter(self.after_layers), y, training)
+
+    def compute_output_shape(self, input_shape):
+        def down(size):
+            return None if size is None else (size + self.strides - 1) // self.strides
+
+        return (input_shape[0], down(input_shape[1]), down(input_shape[2]), self.output_filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            strides=self.strides,
+            form=self.form,
+            expansion=self.expansion,
+            shortcut=self.shortcut_type,
+            shortcut_options=dict(self.shortcut_options),
+            projection=self.projection,
+            projection_bn=self.projection_bn,
+            stride_position=self.stride_position,
+            shortcut_from=self.shortcut_from,
+            use_bias=self.use_bias,
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+        )
+        return config
+
+
+@_register
+class OriginalUnit(ResidualUnit):
+    """Fig. 4(a), the original unit: F = conv-BN-ReLU-conv-BN, ReLU after the addition."""
+
+    per_conv = ("conv", "bn", "relu")
+    trim = 1
+    after_addition = ("relu",)
+
+
+@_register
+class BNAfterAdditionUnit(ResidualUnit):
+    """Fig. 4(b): F = conv-BN-ReLU-conv, then BN and ReLU after the addition."""
+
+    per_conv = ("conv", "bn", "relu")
+    trim = 2
+    after_addition = ("bn", "relu")
+
+
+@_register
+class ReLUBeforeAdditionUnit(ResidualUnit):
+    """Fig. 4(c): F = conv-BN-ReLU-conv-BN-ReLU, identity after the addition."""
+
+    per_conv = ("conv", "bn", "relu")
+
+
+@_register
+class ReLUOnlyPreActivationUnit(ResidualUnit):
+    """Fig. 4(d): F = ReLU-conv-BN-ReLU-conv-BN, identity after the addition."""
+
+    per_conv = ("relu", "conv", "bn")
+
+
+@_register
+class FullPreActivationUnit(ResidualUnit):
+    """Fig. 4(e), full pre-activation: F = BN-ReLU-conv-BN-ReLU-conv, identity after the addition."""
+
+    per_conv = ("bn", "relu", "conv")
+
+
+UNITS = {
+    "original": OriginalUnit,
+    "bn_after_addition": BNAfterAdditionUnit,
+    "relu_before_addition": ReLUBeforeAdditionUnit,
+    "relu_only_preactivation": ReLUOnlyPreActivationUnit,
+    "full_preactivation": FullPreActivationUnit,
+}

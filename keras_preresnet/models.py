@@ -1,0 +1,416 @@
+"""ResNet and pre-activation ResNet builders with the keras.applications signature.
+
+The architecture is data: a layout (CIFAR or ImageNet stem, stage widths and strides), a depth that
+decides the units per stage, a unit order (Fig. 4) and a shortcut type (Fig. 2). ``build_resnet`` is
+the one core builder; ``ResNet110``, ``PreActResNet200`` and the rest are one line each in
+``ARCHITECTURES``.
+
+Layer names follow keras.applications (``conv1_conv``, ``conv3_block2``, ``post_bn``,
+``predictions``), so weight files stay loadable.
+"""
+
+import os
+
+import keras
+
+from keras_preresnet import layers as units
+from keras_preresnet.layers import TorchConv2D, batch_norm
+
+CIFAR = "cifar"
+IMAGENET = "imagenet"
+
+# Stage widths (inner widths of bottlenecks) and strides; ImageNet block counts (ResNet paper Table 1).
+LAYOUTS = {
+    CIFAR: dict(widths=(16, 32, 64), strides=(1, 2, 2), default_size=32, min_size=8, classes=10),
+    IMAGENET: dict(
+        widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), default_size=224, min_size=32, classes=1000
+    ),
+}
+IMAGENET_BLOCKS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    200: ("bottleneck", (3, 24, 36, 3)),
+}
+# Convolutions per unit, and so the depth 2 + convs * units_per_stage * 3 of a CIFAR net.
+CONVS_PER_UNIT = {"basic": 2, "bottleneck": 3, "one_layer": 1}
+
+# What the network needs around its units for each order (Fig. 4): the CIFAR stem after its conv,
+# and the head before pooling. Pre-activation nets end with the activation their last unit skipped.
+STEM_TAIL = {
+    "original": ("bn", "relu"),
+    "bn_after_addition": ("bn", "relu"),
+    "relu_before_addition": ("bn", "relu"),
+    "relu_only_preactivation": ("bn",),
+    "full_preactivation": (),
+}
+HEAD = {
+    "original": (),
+    "bn_after_addition": (),
+    "relu_before_addition": (),
+    "relu_only_preactivation": ("relu",),
+    "full_preactivation": ("bn", "relu"),
+}
+PREACTIVATION_UNITS = ("relu_only_preactivation", "full_preactivation")
+
+# The named models: one line each. `paper_error` is the published test error in % (CIFAR-10
+# median of 5 runs unless noted; ImageNet top-1, single model) for the README's table.
+ARCHITECTURES = {
+    "resnet20": dict(depth=20, unit="original", layout=CIFAR, paper_error="8.75"),
+    "resnet32": dict(depth=32, unit="original", layout=CIFAR, paper_error="7.51"),
+    "resnet44": dict(depth=44, unit="original", layout=CIFAR, paper_error="7.17"),
+    "resnet56": dict(depth=56, unit="original", layout=CIFAR, paper_error="6.97"),
+    "resnet110": dict(depth=110, unit="original", layout=CIFAR, paper_error="6.61"),
+    "resnet164": dict(depth=164, unit="original", layout=CIFAR, paper_error="5.93"),
+    "resnet1001": dict(depth=1001, unit="original", layout=CIFAR, paper_error="7.61"),
+    "resnet1202": dict(depth=1202, unit="original", layout=CIFAR, paper_error="7.93"),
+    "preact_resnet110": dict(depth=110, unit="full_preactivation", layout=CIFAR, paper_error="6.37"),
+    "preact_resnet164": dict(depth=164, unit="full_preactivation", layout=CIFAR, paper_error="5.46"),
+    "preact_resnet1001": dict(depth=1001, unit="full_preactivation", layout=CIFAR, paper_error="4.92"),
+    "resnet18": dict(depth=18, unit="original", layout=IMAGENET, paper_error="27.88"),
+    "resnet34": dict(depth=34, unit="original", layout=IMAGENET, paper_error="21.53"),
+    "resnet50": dict(depth=50, unit="original", layout=IMAGENET, paper_error="20.74"),
+    "resnet101": dict(depth=101, unit="original", layout=IMAGENET, paper_error="19.87"),
+    "resnet152": dict(depth=152, unit="original", layout=IMAGENET, paper_error="19.38"),
+    "resnet200": dict(depth=200, unit="original", layout=IMAGENET, paper_error="21.8"),
+    "preact_resnet18": dict(depth=18, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
+    "preact_resnet34": dict(depth=34, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
+    "preact_resnet50": dict(depth=50, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
+    "preact_resnet101": dict(depth=101, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
+    "preact_resnet152": dict(depth=152, unit="full_preactivation", layout=IMAGENET, paper_error="21.1"),
+    "preact_resnet200": dict(depth=200, unit="full_preactivation", layout=IMAGENET, paper_error="20.7"),
+}
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {sorted(allowed)}; received {name}={value!r}.")
+
+
+def stage_plan(depth, layout, form=None):
+    """Returns ``(form, units_per_stage)`` for a depth, e.g. ``('bottleneck', (18, 18, 18))`` for 164."""
+    _check_choice("layout", layout, LAYOUTS)
+    if layout == IMAGENET:
+        if depth not in IMAGENET_BLOCKS:
+            raise ValueError(
+                f"ImageNet ResNets exist for depths {sorted(IMAGENET_BLOCKS)}; received depth={depth!r}."
+            )
+        default_form, blocks = IMAGENET_BLOCKS[depth]
+        if form not in (None, default_form):
+            raise ValueError(f"ImageNet ResNet-{depth} is a {default_form} network; received form={form!r}.")
+        return default_form, blocks
+    if form is None:
+        # The paper's 164- and 1001-layer CIFAR nets are bottleneck nets (depth 9n+2); the others basic.
+        form = "bottleneck" if depth >= 164 and (depth - 2) % 9 == 0 else "basic"
+    _check_choice("form", form, CONVS_PER_UNIT)
+    per_stage = 3 * CONVS_PER_UNIT[form]
+    if not isinstance(depth, int) or depth < per_stage + 2 or (depth - 2) % per_stage:
+        raise ValueError(
+            f"A CIFAR ResNet of {form} units has depth {per_stage}n+2 (n >= 1); received depth={depth!r}."
+        )
+    n = (depth - 2) // per_stage
+    return form, (n, n, n)
+
+
+def _unit_settings(layout, unit, form):
+    """Shortcut and stride conventions of the reference implementations for a layout."""
+    if layout == CIFAR and form != "bottleneck":
+        # ResNet paper Sec. 4.2: option A (parameter-free) shortcuts on CIFAR.
+        return dict(projection="A", projection_bn=True, stride_position="first", first_unit_from="raw")
+    if layout == CIFAR:
+        if unit in PREACTIVATION_UNITS:
+            # The paper's CIFAR code: the widening unit pre-activates once and projects that.
+            return dict(projection="B", projection_bn=False, stride_position="first",
+                        first_unit_from="preactivated")
+        return dict(projection="B", projection_bn=True, stride_position="first", first_unit_from="raw")
+    # ImageNet: pre-act nets follow the released fb.resnet.torch ResNet-200 (stride on the 3x3,
+    # conv-BN projection of the raw input); original nets follow the ResNet paper's models, whose
+    # stride sits on the first 1x1 (Table 1 FLOPs).
+    stride = "3x3" if unit in PREACTIVATION_UNITS else "first"
+    return dict(projection="B", projection_bn=True, stride_position=stride, first_unit_from="raw")
+
+
+def _input_shape(input_shape, layout, include_top, weights):
+    size = LAYOUTS[layout]["default_size"]
+    min_size = LAYOUTS[layout]["min_size"]
+    if input_shape is None:
+        return (size, size, 3) if include_top else (None, None, 3)
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        raise ValueError(f"`input_shape` must be (height, width, channels); received input_shape={input_shape!r}.")
+    if weights is not None and shape[-1] != 3:
+        raise ValueError(f"Pretrained weights expect 3 input channels; received input_shape={input_shape!r}.")
+    for dim in shape[:2]:
+        if dim is not None and dim < min_size:
+            raise ValueError(
+                f"Input size must be at least {min_size}x{min_size} for a {layout} ResNet; "
+                f"received input_shape={input_shape!r}."
+            )
+    if shape[-1] is None or shape[-1] < 1:
+        raise ValueError(f"The channel dimension must be known; received input_shape={input_shape!r}.")
+    return shape
+
+
+def _check_weights(weights, include_top, classes, classifier_activation, architecture):
+    if weights is None:
+        return
+    if weights == "imagenet":
+        from keras_preresnet import weights as weights_lib
+
+        if architecture not in weights_lib.PRETRAINED:
+            raise ValueError(
+                f"No ImageNet weights are published for {architecture or 'this architecture'}; "
+                f"they exist for {sorted(weights_lib.PRETRAINED)}. Use weights=None or a weights file."
+            )
+        if include_top and classes != 1000:
+            raise ValueError(
+                f"With weights='imagenet' and include_top=True, `classes` must be 1000; received "
+                f"classes={classes}. Use include_top=False to put your own classifier on top."
+            )
+        if include_top and classifier_activation not in (None, "softmax"):
+            raise ValueError(
+                "With pretrained weights and include_top=True, `classifier_activation` must be None or "
+                f"'softmax'; received classifier_activation={classifier_activation!r}."
+            )
+        return
+    if not isinstance(weights, (str, os.PathLike)) or not os.path.exists(weights):
+        raise ValueError(
+            "`weights` must be None, 'imagenet' or the path of an existing weights file; "
+            f"received weights={weights!r}."
+        )
+
+
+def _apply_ops(sequence, x, prefix, dtype=None):
+    for op in sequence:
+        if op == "bn":
+            x = batch_norm(f"{prefix}_bn")(x)
+        else:
+            x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
+    return x
+
+
+def _classifier_dtype():
+    # Logits and softmax stay in float32 under mixed precision.
+    policy = keras.config.dtype_policy()
+    return "float32" if policy.compute_dtype in ("float16", "bfloat16") else None
+
+
+def build_resnet(
+    depth,
+    unit="full_preactivation",
+    shortcut="identity",
+    shortcut_options=None,
+    *,
+    layout=CIFAR,
+    form=None,
+    projection=None,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=None,
+    classifier_activation="softmax",
+    name=None,
+    kernel_regularizer=None,
+    use_bias=False,
+    architecture=None,
+):
+    """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
+
+    Args:
+        depth: number of weighted layers: 6n+2 (basic), 9n+2 (bottleneck) or 3n+2 (1-layer) on
+            CIFAR; 18, 34, 50, 101, 152 or 200 on ImageNet.
+        unit: ``'original'``, ``'bn_after_addition'``, ``'relu_before_addition'``,
+            ``'relu_only_preactivation'`` or ``'full_preactivation'``.
+        shortcut: ``'identity'``, ``'constant_scaling'``, ``'exclusive_gating'``,
+            ``'shortcut_only_gating'``, ``'conv1x1'`` or ``'dropout'``; ``shortcut_options`` holds its
+            arguments (e.g. ``{'gate_bias': -6}``).
+        layout: ``'cifar'`` (3x3 stem, 16/32/64 widths) or ``'imagenet'`` (7x7 stem, 64..512 widths).
+        form: ``'basic'``, ``'bottleneck'`` or ``'one_layer'``; by default the paper's form for the depth.
+        projection: dimension matching ``'A'``, ``'B'`` or ``'C'``; by default A for basic CIFAR nets,
+            B otherwise.
+        include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation, name:
+            as in ``keras.applications``. ``weights`` is None, ``'imagenet'`` or a weights file.
+        kernel_regularizer: regulariser of every convolution and classifier kernel (weight decay).
+        use_bias: give every convolution a bias.
+        architecture: the named architecture this is (e.g. ``'preact_resnet200'``), used to find
+            pretrained weights.
+    """
+    _check_choice("unit", unit, units.UNITS)
+    _check_choice("shortcut", shortcut, units.SHORTCUTS)
+    _check_choice("layout", layout, LAYOUTS)
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
+    form, blocks = stage_plan(depth, layout, form)
+    classes = LAYOUTS[layout]["classes"] if classes is None else classes
+    if include_top and (not isinstance(classes, int) or classes < 1):
+        raise ValueError(f"`classes` must be a positive integer; received classes={classes!r}.")
+    _check_weights(weights, include_top, classes, classifier_activation, architecture)
+    settings = _unit_settings(layout, unit, form)
+    if projection is not None:
+        _check_choice("projection", projection, units.PROJECTIONS)
+        settings["projection"] = projection
+    input_shape = _input_shape(input_shape, layout, include_top, weights)
+
+    if input_tensor is None:
+        img_input = keras.layers.Input(shape=input_shape)
+    elif not keras.backend.is_keras_tensor(input_tensor):
+        img_input = keras.layers.Input(tensor=input_tensor, shape=input_shape)
+    else:
+        img_input = input_tensor
+
+    conv_options = dict(use_bias=use_bias, kernel_regularizer=kernel_regularizer)
+    if layout == IMAGENET:
+        x = TorchConv2D(64, 7, strides=2, name="conv1_conv", **conv_options)(img_input)
+        x = _apply_ops(("bn", "relu"), x, "conv1")
+        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    else:
+        x = TorchConv2D(16, 3, name="conv1_conv", **conv_options)(img_input)
+        x = _apply_ops(STEM_TAIL[unit], x, "conv1")
+
+    unit_cls = units.UNITS[unit]
+    widths, strides = LAYOUTS[layout]["widths"], LAYOUTS[layout]["strides"]
+    for stage, (width, stride, count) in enumerate(zip(widths, strides, blocks)):
+        for j in range(count):
+            first = j == 0
+            x = unit_cls(
+                width,
+                strides=stride if first else 1,
+                form=form,
+                shortcut=shortcut,
+                shortcut_options=shortcut_options,
+                projection=settings["projection"],
+                projection_bn=settings["projection_bn"],
+                stride_position=settings["stride_position"],
+                shortcut_from=settings["first_unit_from"] if first else "raw",
+                name=f"conv{stage + 2}_block{j + 1}",
+                **conv_options,
+            )(x)
+    x = _apply_ops(HEAD[unit], x, "post")
+
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.Dense(
+            classes,
+            activation=classifier_activation,
+            kernel_regularizer=kernel_regularizer,
+            name="predictions",
+            dtype=_classifier_dtype(),
+        )(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
+    if name is None:
+        name = architecture or _default_name(unit, depth, layout)
+    model = keras.Model(inputs, x, name=name)
+
+    if weights is not None:
+        from keras_preresnet import weights as weights_lib
+
+        weights_lib.load_into(model, weights, architecture=architecture, include_top=include_top)
+    return model
+
+
+def _default_name(unit, depth, layout):
+    prefix = {"original": "", "full_preactivation": "preact_"}.get(unit, f"{unit}_")
+    suffix = "" if layout == CIFAR or depth in IMAGENET_BLOCKS else f"_{layout}"
+    return f"{prefix}resnet{depth}{suffix}"
+
+
+def build_named(
+    architecture,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=None,
+    classifier_activation="softmax",
+    name=None,
+    **kwargs,
+):
+    """Builds a model of ``ARCHITECTURES`` by its key, e.g. ``build_named('preact_resnet164')``."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}.")
+    spec = ARCHITECTURES[architecture]
+    return build_resnet(
+        spec["depth"],
+        unit=spec["unit"],
+        layout=spec["layout"],
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        architecture=architecture,
+        **kwargs,
+    )
+
+
+def _named(architecture, public_name):
+    spec = ARCHITECTURES[architecture]
+
+    def builder(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=None,
+        classifier_activation="softmax",
+        name=None,
+        **kwargs,
+    ):
+        return build_named(
+            architecture, include_top, weights, input_tensor, input_shape, pooling, classes,
+            classifier_activation, name, **kwargs,
+        )
+
+    kind = "pre-activation" if spec["unit"] == "full_preactivation" else "original"
+    builder.__name__ = builder.__qualname__ = public_name
+    builder.__doc__ = (
+        f"{spec['layout'].capitalize()} {kind} ResNet-{spec['depth']} (keras.applications signature; "
+        f"default input {LAYOUTS[spec['layout']]['default_size']}x{LAYOUTS[spec['layout']]['default_size']}, "
+        f"classes={LAYOUTS[spec['layout']]['classes']})."
+    )
+    return builder
+
+
+def public_name(architecture):
+    """``'preact_resnet200'`` -> ``'PreActResNet200'``."""
+    return architecture.replace("preact_resnet", "PreActResNet").replace("resnet", "ResNet")
+
+
+ResNet20 = _named("resnet20", "ResNet20")
+ResNet32 = _named("resnet32", "ResNet32")
+ResNet44 = _named("resnet44", "ResNet44")
+ResNet56 = _named("resnet56", "ResNet56")
+ResNet110 = _named("resnet110", "ResNet110")
+ResNet164 = _named("resnet164", "ResNet164")
+ResNet1001 = _named("resnet1001", "ResNet1001")
+ResNet1202 = _named("resnet1202", "ResNet1202")
+PreActResNet110 = _named("preact_resnet110", "PreActResNet110")
+PreActResNet164 = _named("preact_resnet164", "PreActResNet164")
+PreActResNet1001 = _named("preact_resnet1001", "PreActResNet1001")
+ResNet18 = _named("resnet18", "ResNet18")
+ResNet34 = _named("resnet34", "ResNet34")
+ResNet50 = _named("resnet50", "ResNet50")
+ResNet101 = _named("resnet101", "ResNet101")
+ResNet152 = _named("resnet152", "ResNet152")
+ResNet200 = _named("resnet200", "ResNet200")
+PreActResNet18 = _named("preact_resnet18", "PreActResNet18")
+PreActResNet34 = _named("preact_resnet34", "PreActResNet34")
+PreActResNet50 = _named("preact_resnet50", "PreActResNet50")
+PreActResNet101 = _named("preact_resnet101", "PreActResNet101")
+PreActResNet152 = _named("preact_resnet152", "PreActResNet152")
+PreActResNet200 = _named("preact_resnet200", "PreActResNet200")

@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+# TensorFlow is an extra, as in keras-hub and tensorflow-datasets: pick `tf` (GPU-capable wheel) or
+# `tf-cpu` (smaller, CPU only). The library itself also runs on Keras' JAX and PyTorch backends.
+EXTRAS = {
+    "tf": ["tensorflow>=2.21,<2.22"],
+    "tf-cpu": ["tensorflow-cpu>=2.21,<2.22"],
+    "train": ["tensorflow-datasets>=4.9.10", "importlib_resources", "matplotlib>=3.8"],
+    "export": ["ai-edge-litert", "tf2onnx>=1.17", "onnxruntime", "onnx"],
+    "convert": ["torchfile>=0.1.0"],
+    "test": ["pytest>=8", "pytest-xdist>=3", "jax[cpu]>=0.4.30", "torch==2.13.0", "torchfile>=0.1.0"],
+}
+EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name not in ("tf", "tf-cpu") for req in reqs})
+
+setup(
+    name="keras_preresnet",
+    version="0.1.0",
+    description="Pre-activation ResNets (He et al., 2016) and the original ResNets in Keras 3, paper-exact.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_preresnet", "keras_preresnet.*", "train", "train.*", "export", "export.*"]),
+    package_data={"keras_preresnet": ["data/*"]},
+    install_requires=["keras>=3.15.1", "numpy", "absl-py>=2", "h5py"],
+    extras_require=EXTRAS,
+    license="MIT",
+)
