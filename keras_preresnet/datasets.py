@@ -1,0 +1,50 @@
+"""Readers for the CIFAR-10/100 python-pickle batches (the layout of the original archives)."""
+
+import os
+import pickle
+
+import numpy as np
+
+_CIFAR_FILES = {
+    ("cifar10", "train"): ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)]),
+    ("cifar10", "test"): ("cifar-10-batches-py", ["test_batch"]),
+    ("cifar100", "train"): ("cifar-100-python", ["train"]),
+    ("cifar100", "test"): ("cifar-100-python", ["test"]),
+}
+_LABEL_KEYS = {"cifar10": "labels", "cifar100": "fine_labels"}
+
+
+def load_cifar(root, name="cifar10", split="train"):
+    """Reads CIFAR pickle batches under ``root`` into ``(images uint8 [N, 32, 32, 3], labels int64 [N])``.
+
+    ``root`` is the folder holding ``cifar-10-batches-py/`` or ``cifar-100-python/`` (or that folder
+    itself). Batches that hold only part of the original images are read as they are.
+    """
+    if (name, split) not in _CIFAR_FILES:
+        raise ValueError(
+            f"Unknown CIFAR set {name!r}/{split!r}; use name in ('cifar10', 'cifar100') and "
+            "split in ('train', 'test')."
+        )
+    folder, files = _CIFAR_FILES[(name, split)]
+    root = os.fspath(root)
+    base = root if os.path.basename(os.path.normpath(root)) == folder else os.path.join(root, folder)
+    images, labels = [], []
+    for filename in files:
+        path = os.path.join(base, filename)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"CIFAR batch {path!r} not found. Point `root` at the folder that holds {folder!r} "
+                "(the extracted python version of the dataset)."
+            )
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            data = np.asarray(batch["data"], dtype=np.uint8)
+            batch_labels = batch[_LABEL_KEYS[name]]
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
+            raise ValueError(f"{path!r} is not a readable CIFAR python batch: {error}") from error
+        if data.ndim != 2 or data.shape[1] != 3072 or len(batch_labels) != len(data):
+            raise ValueError(f"{path!r} holds data of shape {data.shape}; expected [N, 3072] with N labels.")
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(np.asarray(batch_labels, dtype=np.int64))
+    return np.concatenate(images), np.concatenate(labels)
