@@ -1,6 +1,7 @@
 """keras_preresnet: the ResNets of He et al. (2015, 2016) and their pre-activation variants in Keras 3."""
 
 from keras_preresnet.flops import count_flops
+from keras_preresnet.inference import fold_batchnorm
 from keras_preresnet.layers import (
     BNAfterAdditionUnit,
     ConstantScalingShortcut,
@@ -46,3 +47,4 @@ from keras_preresnet.models import (
 )
 
 __version__ = "0.1.0"
+from keras_preresnet.preprocessing import decode_predictions, imagenet_classes, preprocess_input
