@@ -270,6 +270,8 @@ class ResidualUnit(keras.layers.Layer):
         shortcut_from: ``'raw'`` input or the ``'preactivated'`` one (pre-activation units only).
         use_bias: give every convolution of the unit a bias.
         kernel_regularizer: regulariser for every convolution kernel of the unit.
+        fold_batchnorm: inference form: every BN that directly follows a convolution is left out and
+            that convolution has a bias instead (see ``keras_preresnet.fold_batchnorm``).
     """
 
     per_conv = ()
@@ -290,6 +292,7 @@ class ResidualUnit(keras.layers.Layer):
         shortcut_from="raw",
         use_bias=False,
         kernel_regularizer=None,
+        fold_batchnorm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -313,6 +316,7 @@ class ResidualUnit(keras.layers.Layer):
             )
         self.use_bias = bool(use_bias)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.fold_batchnorm = bool(fold_batchnorm)
         self.output_filters = self.filters * (self.expansion if self.form == "bottleneck" else 1)
 
     # -- structure --------------------------------------------------------------------------------
@@ -325,14 +329,26 @@ class ResidualUnit(keras.layers.Layer):
         strided = 0 if self.stride_position == "first" or self.form != "bottleneck" else 1
         return [(c, k, self.strides if i == strided else 1) for i, (c, k) in enumerate(kernels)]
 
-    def branch_ops(self):
-        """The op sequence of F, e.g. ``['bn', 'relu', 'conv', 'bn', 'relu', 'conv']``."""
-        ops_ = list(self.per_conv) * len(self.conv_specs())
-        return ops_[: len(ops_) - self.trim]
+    def branch_ops(self, folded=False):
+        """The op sequence of F, e.g. ``['bn', 'relu', 'conv', 'bn', 'relu', 'conv']``.
 
-    def _conv(self, filters, kernel, strides, name):
+        With ``folded``, a BN that directly follows a convolution becomes part of it (``'conv+bn'``).
+        """
+        ops_ = list(self.per_conv) * len(self.conv_specs())
+        ops_ = ops_[: len(ops_) - self.trim]
+        if not folded:
+            return ops_
+        merged = []
+        for op in ops_:
+            if op == "bn" and merged and merged[-1] == "conv":
+                merged[-1] = "conv+bn"
+            else:
+                merged.append(op)
+        return merged
+
+    def _conv(self, filters, kernel, strides, name, bias=False):
         return TorchConv2D(
-            filters, kernel, strides=strides, use_bias=self.use_bias,
+            filters, kernel, strides=strides, use_bias=self.use_bias or bias,
             kernel_regularizer=self.kernel_regularizer, name=name, dtype=self.dtype_policy,
         )
 
@@ -340,15 +356,17 @@ class ResidualUnit(keras.layers.Layer):
         in_channels = input_shape[-1]
         specs = iter(self.conv_specs())
         shape = tuple(input_shape)
-        self.branch_ops_ = tuple(self.branch_ops())
+        self.branch_ops_ = tuple(self.branch_ops(folded=self.fold_batchnorm))
         self.branch_layers = []
         n_conv = 0
         bn_name = "preact_bn"
         for op in self.branch_ops_:
-            if op == "conv":
+            if op.startswith("conv"):
                 n_conv += 1
                 filters, kernel, strides = next(specs)
-                layer = self._conv(filters, kernel, strides, f"{self.name}_{n_conv}_conv")
+                layer = self._conv(
+                    filters, kernel, strides, f"{self.name}_{n_conv}_conv", bias=op == "conv+bn"
+                )
                 shape = _build_chain(layer, shape)
                 bn_name = f"{n_conv}_bn"
             elif op == "bn":
@@ -358,7 +376,7 @@ class ResidualUnit(keras.layers.Layer):
                 continue
             self.branch_layers.append(layer)
         # Ops before the first convolution are the unit's pre-activation.
-        self.n_preactivation = self.branch_ops_.index("conv")
+        self.n_preactivation = next(i for i, op in enumerate(self.branch_ops_) if op.startswith("conv"))
 
         self.after_layers = []
         if "bn" in self.after_addition:
@@ -371,9 +389,12 @@ class ResidualUnit(keras.layers.Layer):
         self.projection_conv = self.projection_norm = None
         self.zero_pad_channels = 0
         if not shortcut_cls.projects and (self.projection == "C" or (changes and self.projection == "B")):
-            self.projection_conv = self._conv(self.output_filters, 1, self.strides, f"{self.name}_0_conv")
+            fold = self.projection_bn and self.fold_batchnorm
+            self.projection_conv = self._conv(
+                self.output_filters, 1, self.strides, f"{self.name}_0_conv", bias=fold
+            )
             projected = _build_chain(self.projection_conv, input_shape)
-            if self.projection_bn:
+            if self.projection_bn and not fold:
                 self.projection_norm = batch_norm(f"{self.name}_0_bn", dtype=self.dtype_policy)
                 self.projection_norm.build(projected)
         elif not shortcut_cls.projects and changes:
@@ -450,6 +471,7 @@ class ResidualUnit(keras.layers.Layer):
             shortcut_from=self.shortcut_from,
             use_bias=self.use_bias,
             kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+            fold_batchnorm=self.fold_batchnorm,
         )
         return config
 

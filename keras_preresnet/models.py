@@ -114,6 +114,16 @@ def stage_plan(depth, layout, form=None):
     return form, (n, n, n)
 
 
+def _check_blocks(blocks, layout):
+    stages = len(LAYOUTS[layout]["widths"])
+    blocks = tuple(blocks)
+    if len(blocks) != stages or not all(isinstance(b, int) and b >= 1 for b in blocks):
+        raise ValueError(
+            f"`blocks` must be {stages} positive integers for a {layout} ResNet; received blocks={blocks!r}."
+        )
+    return blocks
+
+
 def _unit_settings(layout, unit, form):
     """Shortcut and stride conventions of the reference implementations for a layout."""
     if layout == CIFAR and form != "bottleneck":
@@ -216,6 +226,7 @@ def build_resnet(
     name=None,
     kernel_regularizer=None,
     use_bias=False,
+    blocks=None,
     architecture=None,
 ):
     """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
@@ -236,6 +247,8 @@ def build_resnet(
             as in ``keras.applications``. ``weights`` is None, ``'imagenet'`` or a weights file.
         kernel_regularizer: regulariser of every convolution and classifier kernel (weight decay).
         use_bias: give every convolution a bias.
+        blocks: units per stage, overriding the depth's (e.g. ``(1, 1, 1, 1)`` for a shallow
+            ImageNet-layout net in tests); the depth still picks the unit form.
         architecture: the named architecture this is (e.g. ``'preact_resnet200'``), used to find
             pretrained weights.
     """
@@ -244,7 +257,8 @@ def build_resnet(
     _check_choice("layout", layout, LAYOUTS)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
-    form, blocks = stage_plan(depth, layout, form)
+    form, depth_blocks = stage_plan(depth, layout, form)
+    blocks = depth_blocks if blocks is None else _check_blocks(blocks, layout)
     classes = LAYOUTS[layout]["classes"] if classes is None else classes
     if include_top and (not isinstance(classes, int) or classes < 1):
         raise ValueError(f"`classes` must be a positive integer; received classes={classes!r}.")
