@@ -1,0 +1,53 @@
+"""Command line: ``python -m export --model=PreActResNet200 --weights=imagenet --out=models ...``.
+
+Builds the named model with its weights, exports the requested formats and prints the parity report of
+every artifact against the Keras model. Exit status 1 with a one-line error for bad input.
+"""
+
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_string("model", None, "Model name, e.g. PreActResNet200 or preact_resnet200.", required=True)
+flags.DEFINE_string("weights", None, "'imagenet', a Keras weights file, or empty for random weights.")
+flags.DEFINE_string("classes", None, "Text file with one class label per line (sets the number of classes).")
+flags.DEFINE_list("formats", ["saved_model"], "Formats to export: saved_model, tflite, onnx.")
+flags.DEFINE_string("out", None, "Output folder; artifacts go to OUT/<name>[-tflite|-onnx]/<version>/.", required=True)
+flags.DEFINE_integer("version", None, "Version number; default: one more than the highest under --out.")
+flags.DEFINE_list("quantize", [], "Extra TFLite variants: float16, dynamic, int8.")
+flags.DEFINE_string("calibration_data", None, "Folder of JPEG/PNG images for int8 calibration.")
+flags.DEFINE_string("parity_data", None, "Folder of JPEG/PNG images for the parity report (default: --calibration_data).")
+flags.DEFINE_integer("parity_images", 32, "Number of parity images used.", lower_bound=1)
+flags.DEFINE_integer("calibration_images", 100, "Number of calibration images used.", lower_bound=1)
+flags.DEFINE_string("preprocessing", None, "imagenet, cifar10 or cifar100; default from the model's layout.")
+flags.DEFINE_string("name", None, "Serving name (folder and TF Serving model name); default the model name.")
+flags.DEFINE_bool("fold_batchnorm", False, "Fold BatchNorm into adjacent convolutions before exporting.")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import export
+    from export import parity
+
+    try:
+        servable = export.build(
+            FLAGS.model, weights=FLAGS.weights or None, labels=FLAGS.classes,
+            preprocessing_name=FLAGS.preprocessing, name=FLAGS.name,
+        )
+        export.export_model(
+            servable, FLAGS.out, formats=FLAGS.formats, quantize=FLAGS.quantize, version=FLAGS.version,
+            parity_data=FLAGS.parity_data, calibration_data=FLAGS.calibration_data,
+            parity_images=FLAGS.parity_images, calibration_images=FLAGS.calibration_images,
+            fold_batchnorm=FLAGS.fold_batchnorm,
+        )
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError, parity.ParityError) as error:
+        print(f"export: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,172 @@
+"""One export run: every requested format built, checked against Keras, then published together.
+
+Layout under ``out``::
+
+    <name>/<version>/            SavedModel (TF Serving's model base path is out/<name>)
+        assets.extra/parity.json
+    <name>-tflite/<version>/     float32.tflite [float16.tflite dynamic.tflite int8.tflite] parity.json
+    <name>-onnx/<version>/       model.onnx parity.json
+
+Nothing is published until every artifact is written and every float artifact matches the Keras model
+within ``parity.FLOAT_TOLERANCE``; then each version folder is renamed into place.
+"""
+
+import dataclasses
+import os
+import tempfile
+
+import keras_preresnet
+from export import images, parity, saved_model, tflite, versions
+
+FORMATS = ("saved_model", "tflite", "onnx")
+FORMAT_SUFFIX = {"saved_model": "", "tflite": "-tflite", "onnx": "-onnx"}
+SAVED_MODEL_REPORT = os.path.join("assets.extra", parity.REPORT_FILENAME)
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """Published folders by format, the version, and every parity report."""
+
+    version: int
+    paths: dict
+    reports: list
+
+
+def _check_list(name, values, allowed):
+    values = tuple(values)
+    unknown = [v for v in values if v not in allowed]
+    if unknown or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"`{name}` must be a subset of {allowed}; received {name}={list(values)!r}.")
+    return tuple(dict.fromkeys(values))
+
+
+def format_base(out, name, fmt):
+    return os.path.join(os.fspath(out), name + FORMAT_SUFFIX[fmt])
+
+
+def fold(model):
+    """``keras_preresnet.fold_batchnorm(model)``: BatchNorm folded into the adjacent convolutions."""
+    fold_batchnorm = getattr(keras_preresnet, "fold_batchnorm", None)
+    if fold_batchnorm is None:
+        raise ValueError("This keras_preresnet has no fold_batchnorm; export without --fold_batchnorm.")
+    return fold_batchnorm(model)
+
+
+def export_model(
+    servable,
+    out,
+    formats=("saved_model",),
+    quantize=(),
+    version=None,
+    parity_data=None,
+    calibration_data=None,
+    parity_images=32,
+    calibration_images=100,
+    fold_batchnorm=False,
+    log=print,
+):
+    """Exports ``servable`` (see ``export.build``) to ``out`` and proves every artifact against Keras.
+
+    Args:
+        servable: an ``export.Servable`` (Keras model, name, labels, preprocessing).
+        out: the output folder; artifacts go to ``out/<name>[-tflite|-onnx]/<version>/``.
+        formats: any of ``'saved_model'``, ``'tflite'`` (always with float32), ``'onnx'``.
+        quantize: extra TFLite variants: any of ``'float16'``, ``'dynamic'``, ``'int8'``.
+        version: the version number; by default one more than the highest already under ``out``.
+        parity_data: folder of JPEG/PNG images the parity reports are measured on; by default
+            ``calibration_data``.
+        calibration_data: folder of JPEG/PNG images for int8 calibration (the representative dataset).
+        parity_images, calibration_images: how many images of each folder to use (sorted by name).
+        fold_batchnorm: export the model with BatchNorm folded into its convolutions
+            (``keras_preresnet.fold_batchnorm``); parity is still measured against the unfolded model.
+        log: where progress and the parity table are printed.
+
+    Returns:
+        ``ExportResult``. Raises ``parity.ParityError`` (publishing nothing) if a float artifact
+        differs from Keras by more than ``parity.FLOAT_TOLERANCE``.
+    """
+    formats = _check_list("formats", formats, FORMATS)
+    quantize = _check_list("quantize", quantize, tflite.QUANTIZED)
+    if not formats:
+        raise ValueError("`formats` is empty; choose at least one of " + ", ".join(FORMATS) + ".")
+    if quantize and "tflite" not in formats:
+        raise ValueError(f"Quantised variants {list(quantize)} are TFLite models; add 'tflite' to the formats.")
+    if "int8" in quantize and calibration_data is None:
+        raise ValueError("int8 quantisation needs a representative dataset: pass calibration_data (--calibration_data DIR).")
+    calibration_files = (
+        images.list_images(calibration_data, calibration_images, "calibration") if calibration_data is not None else None
+    )
+    if parity_data is None and calibration_data is None:
+        raise ValueError(
+            "Parity is measured on real images: pass parity_data (--parity_data DIR of JPEG/PNG images) "
+            "or calibration_data."
+        )
+    parity_files = images.list_images(
+        parity_data if parity_data is not None else calibration_data, parity_images, "parity"
+    )
+    bases = {fmt: format_base(out, servable.name, fmt) for fmt in formats}
+    version = versions.next_version(bases.values()) if version is None else versions.check_version(version)
+
+    staged = {}
+    try:
+        for fmt in formats:
+            staged[fmt] = versions.StagedVersion(bases[fmt], version)
+        log(f"Exporting {servable.name} version {version} ({', '.join(formats)}) on {len(parity_files)} parity images.")
+        preprocessed = images.preprocessed_batch(servable, parity_files)
+        reference = servable.model.predict(preprocessed, verbose=0)
+        exported = servable
+        if fold_batchnorm:
+            exported = dataclasses.replace(servable, model=fold(servable.model))
+        reports = _write_all(exported, staged, quantize, parity_files, preprocessed, reference, calibration_files, log)
+        log(parity.format_table(reports))
+        parity.check(reports)
+        paths = {fmt: stage.publish() for fmt, stage in staged.items()}
+    finally:
+        for stage in staged.values():
+            stage.discard()
+    for fmt, path in paths.items():
+        log(f"Published {fmt}: {path}")
+    return ExportResult(version, paths, reports)
+
+
+def _write_all(servable, staged, quantize, parity_files, preprocessed, reference, calibration_files, log):
+    context = dict(model=servable.name, preprocessing=servable.preprocessing, parity_images=parity_files)
+    reports = []
+    if "saved_model" in staged:
+        path = staged["saved_model"].path
+        log("Writing SavedModel ...")
+        saved_model.write(servable, path)
+        sm_reports = saved_model.verify(path, reference, parity_files, preprocessed)
+        os.makedirs(os.path.dirname(os.path.join(path, SAVED_MODEL_REPORT)), exist_ok=True)
+        parity.save(sm_reports, os.path.join(path, SAVED_MODEL_REPORT), **context)
+        reports += sm_reports
+    if "tflite" in staged or "onnx" in staged:
+        with tempfile.TemporaryDirectory(prefix="float-savedmodel-") as scratch:
+            saved_model.write_probabilities_only(servable, scratch)
+            if "tflite" in staged:
+                reports += _write_tflite(staged["tflite"].path, scratch, servable, quantize, preprocessed,
+                                         reference, calibration_files, context, log)
+            if "onnx" in staged:
+                from export import onnx
+
+                path = os.path.join(staged["onnx"].path, onnx.FILENAME)
+                log("Converting to ONNX ...")
+                onnx.convert(scratch, path)
+                onnx_report = onnx.verify(path, reference, preprocessed)
+                parity.save([onnx_report], os.path.join(staged["onnx"].path, parity.REPORT_FILENAME), **context)
+                reports.append(onnx_report)
+    return reports
+
+
+def _write_tflite(folder, float_saved_model, servable, quantize, preprocessed, reference, calibration_files,
+                  context, log):
+    calibration = images.preprocessed_batch(servable, calibration_files) if "int8" in quantize else None
+    reports = []
+    for variant in ("float32",) + quantize:
+        log(f"Converting to TFLite {variant} ...")
+        path = os.path.join(folder, tflite.filename(variant))
+        with open(path, "wb") as f:
+            f.write(tflite.convert(float_saved_model, variant, calibration))
+        reports.append(tflite.verify(path, variant, reference, preprocessed))
+    parity.save(reports, os.path.join(folder, parity.REPORT_FILENAME), **context)
+    return reports

@@ -1,0 +1,118 @@
+"""SavedModel for TF Serving: encoded images in, probabilities and top-5 classes with labels out.
+
+Signatures (``saved_model_cli show --all`` lists them):
+
+* ``serving_default``: ``images`` — ``tf.string [batch]`` of encoded JPEG or PNG images of any size.
+  Each is decoded and preprocessed in the graph (``Servable.preprocess``).
+* ``preprocessed``: ``inputs`` — ``float32 [batch, size, size, 3]``, already preprocessed.
+
+Both return ``probabilities`` ``float32 [batch, classes]``, ``classes`` ``int32 [batch, k]`` (the top-k
+class ids, best first, k = min(5, classes)) and ``labels`` ``string [batch, k]``.
+
+The model is written with ``keras.export.ExportArchive``, which tracks the Keras 3 variables itself
+(a bare ``tf.Module`` that does not converts to an all-NaN TFLite model, SPEC §5).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from export import images, parity
+
+SERVING_SIGNATURE = "serving_default"
+PREPROCESSED_SIGNATURE = "preprocessed"
+IMAGES_INPUT = "images"
+FLOAT_INPUT = "inputs"
+TOP_K = 5
+# The float-only SavedModel that the TFLite and ONNX converters start from.
+PROBABILITIES_SIGNATURE = "probabilities"
+
+
+def _archive(model):
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    return archive
+
+
+def _float_spec(servable):
+    size = servable.image_size
+    return tf.TensorSpec([None, size, size, 3], tf.float32, name=FLOAT_INPUT)
+
+
+def serving_archive(servable):
+    """The TF Serving archive of ``servable`` with the two signatures above."""
+    model = servable.model
+    labels = tf.constant(servable.labels, tf.string)
+    k = min(TOP_K, len(servable.labels))
+    size = servable.image_size
+
+    def classify(inputs):
+        probabilities = tf.cast(model(inputs, training=False), tf.float32)
+        top = tf.math.top_k(probabilities, k=k)
+        return {"probabilities": probabilities, "classes": top.indices, "labels": tf.gather(labels, top.indices)}
+
+    def decode_and_preprocess(encoded):
+        # decode_image fails the whole request on a bad image with InvalidArgumentError; the server
+        # answers that request with the error and keeps serving.
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        return servable.preprocess(image)
+
+    def serve_images(images):
+        inputs = tf.map_fn(
+            decode_and_preprocess, images, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32)
+        )
+        return classify(inputs)
+
+    archive = _archive(model)
+    archive.add_endpoint(
+        SERVING_SIGNATURE, serve_images, input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)]
+    )
+    archive.add_endpoint(PREPROCESSED_SIGNATURE, classify, input_signature=[_float_spec(servable)])
+    return archive
+
+
+def write(servable, path):
+    """Writes the serving SavedModel of ``servable`` to the folder ``path``."""
+    serving_archive(servable).write_out(path, verbose=False)
+    return path
+
+
+def write_probabilities_only(servable, path):
+    """A SavedModel with one float-in, probabilities-out signature: the converters' input."""
+    model = servable.model
+    archive = _archive(model)
+    archive.add_endpoint(
+        PROBABILITIES_SIGNATURE,
+        lambda inputs: {"probabilities": tf.cast(model(inputs, training=False), tf.float32)},
+        input_signature=[_float_spec(servable)],
+    )
+    archive.write_out(path, verbose=False)
+    return path
+
+
+def verify(path, reference, image_files, preprocessed, batch_size=16):
+    """Parity of both signatures of the SavedModel at ``path`` with the Keras ``reference`` probabilities.
+
+    ``serving_default`` gets the image files' bytes (so decoding and preprocessing in the graph are
+    checked too); ``preprocessed`` gets ``preprocessed``, the same images prepared outside the graph.
+    """
+    loaded = tf.saved_model.load(path)
+    encoded = images.read_encoded(image_files)
+    serve = loaded.signatures[SERVING_SIGNATURE]
+    floats = loaded.signatures[PREPROCESSED_SIGNATURE]
+    from_bytes, from_floats = [], []
+    for start in range(0, len(encoded), batch_size):
+        batch = encoded[start : start + batch_size]
+        from_bytes.append(serve(**{IMAGES_INPUT: tf.constant(batch)})["probabilities"].numpy())
+        x = preprocessed[start : start + batch_size]
+        from_floats.append(floats(**{FLOAT_INPUT: tf.constant(x)})["probabilities"].numpy())
+    return [
+        parity.compare(
+            f"saved_model/{SERVING_SIGNATURE}", path, reference, np.concatenate(from_bytes),
+            parity.FLOAT_TOLERANCE, file=".",
+        ),
+        parity.compare(
+            f"saved_model/{PREPROCESSED_SIGNATURE}", path, reference, np.concatenate(from_floats),
+            parity.FLOAT_TOLERANCE, file=".",
+        ),
+    ]
