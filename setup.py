@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 EXTRAS = {
     "tf": ["tensorflow>=2.21,<2.22"],
     "tf-cpu": ["tensorflow-cpu>=2.21,<2.22"],
-    "train": ["tensorflow-datasets>=4.9.10", "importlib_resources", "matplotlib>=3.8"],
+    "train": ["tensorflow-datasets>=4.9.10", "importlib_resources", "matplotlib>=3.8", "tensorboard>=2.21"],
     "export": ["ai-edge-litert", "tf2onnx>=1.17", "onnxruntime", "onnx"],
     "convert": ["torchfile>=0.1.0"],
     "test": ["pytest>=8", "pytest-xdist>=3", "jax[cpu]>=0.4.30", "torch==2.13.0", "torchfile>=0.1.0"],

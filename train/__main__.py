@@ -1,0 +1,112 @@
+"""Trains a ResNet of the paper with one of its recipes.
+
+  python -m train --config=cifar10_preact_resnet164 --data_dir=DATA --model_dir=RUN
+
+Start the same command again to resume an interrupted run from its last checkpoint. `--list_configs`
+prints the configs; docs/training.md explains the flags, the batch-size / learning-rate rule and
+fine-tuning.
+"""
+
+import sys
+
+from absl import app, flags
+
+from train import configs, data, distribute, trainer
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("config", None, "Named experiment (see --list_configs).")
+flags.DEFINE_bool("list_configs", False, "Print the named configs and exit.")
+flags.DEFINE_string("data_dir", None, "Folder of the data: CIFAR pickle batches, an image folder or TFDS data.")
+flags.DEFINE_string("model_dir", None, "Folder for checkpoints, logs, metrics and weights of this run.")
+flags.DEFINE_enum("data_source", "auto", data.SOURCES, "Kind of --data_dir; 'auto' detects it.")
+flags.DEFINE_string("manual_dir", None, "TFDS manual download folder (imagenet2012 tar files).")
+flags.DEFINE_bool("download", False, "Let TFDS download the dataset if it is not prepared in --data_dir.")
+flags.DEFINE_enum("recipe", None, list(configs.RECIPES), "Override the config's recipe (schedule, Nesterov).")
+flags.DEFINE_integer("epochs", None, "Train this many epochs; the schedule's drops keep their fraction.", lower_bound=1)
+flags.DEFINE_integer("steps", None, "Train this many steps; the schedule's drops keep their fraction.", lower_bound=1)
+flags.DEFINE_integer("batch_size", None, "Global batch size (all replicas together).", lower_bound=1)
+flags.DEFINE_integer("per_replica_batch_size", None, "Batch size per replica (instead of --batch_size).",
+                     lower_bound=1)
+flags.DEFINE_float("learning_rate", None, "Base learning rate at the recipe's reference batch.")
+flags.DEFINE_enum("lr_scaling", "linear", ["linear", "none"], "Scale the learning rate with the global batch.")
+flags.DEFINE_bool("nesterov", None, "Override the recipe's Nesterov momentum.")
+flags.DEFINE_float("weight_decay", None, "Override the recipe's weight decay (L2 on all weights).")
+flags.DEFINE_enum("strategy", "auto", distribute.STRATEGIES,
+                  "Distribution: mirrored (local GPUs; the default when there are any), one_device, "
+                  "multi_worker (cluster from TF_CONFIG).")
+flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into this many logical devices (tests).",
+                     lower_bound=1)
+flags.DEFINE_enum("precision", "float32", trainer.PRECISIONS, "Dtype policy.")
+flags.DEFINE_bool("xla", False, "Compile the forward and backward pass with XLA.")
+flags.DEFINE_integer("checkpoint_steps", None, "Also checkpoint every N steps (always every epoch).",
+                     lower_bound=1)
+flags.DEFINE_string("init_weights", None, "Start from these weights: 'imagenet' or a weights file.")
+flags.DEFINE_integer("num_classes", None, "Classes of the new head (default: the data's).", lower_bound=1)
+flags.DEFINE_bool("freeze_backbone", False, "Train only the head; BatchNorm runs in inference mode.")
+flags.DEFINE_integer("unfreeze_after", None, "Unfreeze the backbone after this many epochs.", lower_bound=0)
+flags.DEFINE_integer("depth", None, "Override the depth (e.g. 8 for a smoke test).", lower_bound=1)
+flags.DEFINE_integer("image_size", None, "Override the training crop size.", lower_bound=1)
+flags.DEFINE_enum("augmentation", None, data.AUGMENTATIONS, "Override the config's augmentation.")
+flags.DEFINE_integer("train_examples", None, "Use only the first N training images.", lower_bound=1)
+flags.DEFINE_integer("eval_examples", None, "Use only the first N test images.", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Seed of the data order and the initialisation.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def configs_table():
+    width = max(len(name) for name in configs.CONFIGS)
+    lines = [f"  {name:<{width}}  {config.description} [paper: {config.paper_error}]"
+             for name, config in configs.CONFIGS.items()]
+    return "Configs:\n" + "\n".join(lines) + "\n"
+
+
+def settings_from_flags():
+    names = [field.name for field in trainer.Settings.__dataclass_fields__.values()]
+    values = {name: getattr(FLAGS, name) for name in names if name in FLAGS and name != "source"}
+    return trainer.Settings(source=FLAGS.data_source, **values)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.list_configs:
+        print(configs_table())
+        return 0
+    for name in ("config", "data_dir", "model_dir"):
+        if not getattr(FLAGS, name):
+            raise app.UsageError(f"--{name} is required.")
+    try:
+        config = configs.get_config(FLAGS.config)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    # Devices and the multi-worker strategy must be set up before any other TensorFlow work.
+    distribute.configure_cpu_devices(FLAGS.num_cpu_devices)
+    import keras
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    try:
+        strategy = distribute.make_strategy(FLAGS.strategy)
+        run = trainer.Trainer(config, settings_from_flags(), strategy)
+        summary = run.run()
+    except (ValueError, FileNotFoundError, trainer.TrainingError) as error:
+        print(f"train: error: {error}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("train: interrupted; start the same command again to resume from the last checkpoint.",
+              file=sys.stderr, flush=True)
+        return 130
+    if summary.get("final_test_error") is not None:
+        print(f"final test error {summary['final_test_error']:.2f}% (best {summary['best_test_error']:.2f}% "
+              f"at epoch {summary['best_epoch']}), {summary['images_per_second']:.1f} images/s")
+    return 0
+
+
+def run():
+    __doc_with_configs = sys.modules[__name__].__doc__ + "\n" + configs_table()
+    sys.modules[__name__].__doc__ = __doc_with_configs
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,258 @@
+"""The paper's experiments as named configs: a model, a dataset and a recipe each (SPEC §2-§3).
+
+A ``Recipe`` is the optimiser and learning-rate schedule as a paper or its public code states it: in
+iterations at the reference batch size (the paper's CIFAR appendix: lr 0.1, /10 at 32k and 48k, stop at
+64k, warm-up at 0.01 for 400 iterations) or in epochs (the public CIFAR code: 200 epochs, drops at 81
+and 122, Nesterov; ImageNet: 90 epochs, /10 every 30, Nesterov).
+
+Batch size and learning rate (the rule the trainer applies, documented in docs/training.md):
+
+* ``batch_size`` is the *global* batch, split evenly over the replicas of the strategy.
+* The learning rate scales linearly with the global batch: ``lr = base_lr * batch / reference_batch``
+  (Goyal et al. 2017); ``lr_scaling='none'`` keeps ``base_lr``.
+* A schedule given in iterations keeps the number of images seen: its iteration counts scale by
+  ``reference_batch / batch``. A schedule given in epochs is unchanged.
+"""
+
+import bisect
+import dataclasses
+import math
+
+from keras_preresnet.models import ARCHITECTURES
+
+CIFAR_AUGMENTATION = "cifar"
+IMAGENET_AUGMENTATION = "imagenet"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Optimiser and schedule. ``unit`` says whether ``total``, ``boundaries`` and ``warmup`` count
+    iterations (at ``reference_batch``) or epochs; the rate drops by ``decay`` at each boundary."""
+
+    unit: str
+    total: float
+    boundaries: tuple
+    base_lr: float = 0.1
+    reference_batch: int = 128
+    decay: float = 0.1
+    warmup: float = 0
+    warmup_lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedSchedule:
+    """A recipe in optimiser steps for a given dataset size and global batch."""
+
+    steps_per_epoch: int
+    total_steps: int
+    boundaries: tuple  # step at which each value after the first starts
+    values: tuple  # learning rate of each segment
+
+    @property
+    def epochs(self):
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    def learning_rate(self, step):
+        return self.values[bisect.bisect_right(self.boundaries, step)]
+
+
+RECIPES = {
+    # Identity Mappings paper, appendix: 64k iterations at batch 128 (about 164 epochs on 50k images).
+    "cifar_paper": Recipe(unit="iterations", total=64_000, boundaries=(32_000, 48_000)),
+    # The same, with the 400-iteration warm-up at lr 0.01 the paper uses for ResNet-110 and -1001.
+    "cifar_paper_warmup": Recipe(unit="iterations", total=64_000, boundaries=(32_000, 48_000), warmup=400),
+    # The public CIFAR code (resnet-1k-layers on fb.resnet.torch): 200 epochs, drops at 81 and 122.
+    "cifar_public_code": Recipe(unit="epochs", total=200, boundaries=(81, 122), nesterov=True),
+    # fb.resnet.torch ImageNet, the recipe of the released ResNet-200: 90 epochs, /10 every 30.
+    "imagenet": Recipe(unit="epochs", total=90, boundaries=(30, 60), reference_batch=256, nesterov=True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One experiment. ``depth``/``unit``/``shortcut``/``form`` are ``build_resnet`` arguments."""
+
+    name: str
+    description: str
+    dataset: str
+    depth: int
+    unit: str
+    layout: str
+    recipe: str
+    architecture: str = None  # key of keras_preresnet.models.ARCHITECTURES when it is a named net
+    form: str = None
+    shortcut: str = "identity"
+    shortcut_options: dict = None
+    batch_size: int = 128
+    image_size: int = 32
+    eval_resize: int = 32
+    augmentation: str = CIFAR_AUGMENTATION
+    paper_error: str = "-"  # the published test error (%) this experiment reproduces
+
+    def __hash__(self):
+        return hash(self.name)
+
+
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet2012": 1000}
+
+# Published CIFAR-10/100 test errors (%) of the main comparisons (Table 3; ResNet-110 from Table 2).
+_PAPER_ERRORS = {
+    ("cifar10", "resnet110"): "6.61",
+    ("cifar10", "preact_resnet110"): "6.37",
+    ("cifar10", "resnet164"): "5.93",
+    ("cifar10", "preact_resnet164"): "5.46",
+    ("cifar10", "resnet1001"): "7.61",
+    ("cifar10", "preact_resnet1001"): "4.92",
+    ("cifar100", "resnet164"): "25.16",
+    ("cifar100", "preact_resnet164"): "24.33",
+    ("cifar100", "resnet1001"): "27.82",
+    ("cifar100", "preact_resnet1001"): "22.71",
+}
+# Table 1 (ResNet-110, original unit): shortcut types and their options, with the published errors.
+_SHORTCUT_ABLATIONS = {
+    "constant_scaling_0.5": ("constant_scaling", {"shortcut_scale": 0.5, "residual_scale": 0.5}, "12.35"),
+    "constant_scaling_0.5_1": ("constant_scaling", {"shortcut_scale": 0.5, "residual_scale": 1.0}, "fail"),
+    "constant_scaling_0": ("constant_scaling", {"shortcut_scale": 0.0, "residual_scale": 1.0}, "fail"),
+    **{
+        f"exclusive_gating_bg{b}": ("exclusive_gating", {"gate_bias": float(b)}, err)
+        for b, err in ((0, "fail"), (-6, "8.70"), (-7, "9.81"))
+    },
+    **{
+        f"shortcut_only_gating_bg{b}": ("shortcut_only_gating", {"gate_bias": float(b)}, err)
+        for b, err in ((0, "12.86"), (-6, "6.91"))
+    },
+    "conv1x1": ("conv1x1", None, "12.22"),
+    "dropout_0.5": ("dropout", {"rate": 0.5}, "fail"),
+}
+# Table 2 (ResNet-110 / ResNet-164): activation placement.
+_UNIT_ABLATIONS = {
+    "bn_after_addition": ("8.17", "6.50"),
+    "relu_before_addition": ("7.84", "6.14"),
+    "relu_only_preactivation": ("6.71", "5.91"),
+}
+# ResNets the paper trains with the 400-iteration warm-up.
+_WARMUP_DEPTHS = (110, 1001)
+
+
+def _cifar_config(name, description, dataset, depth, unit, form=None, architecture=None, **kwargs):
+    return Config(
+        name=name,
+        description=description,
+        dataset=dataset,
+        depth=depth,
+        unit=unit,
+        form=form,
+        layout="cifar",
+        architecture=architecture,
+        recipe="cifar_paper_warmup" if depth in _WARMUP_DEPTHS else "cifar_paper",
+        **kwargs,
+    )
+
+
+def _form(depth):
+    return "bottleneck" if depth in (164, 1001) else "basic"
+
+
+def _build_configs():
+    configs = []
+    for dataset in ("cifar10", "cifar100"):
+        for architecture in ("resnet110", "resnet164", "resnet1001",
+                             "preact_resnet110", "preact_resnet164", "preact_resnet1001"):
+            spec = ARCHITECTURES[architecture]
+            kind = "pre-activation" if spec["unit"] == "full_preactivation" else "original"
+            configs.append(_cifar_config(
+                f"{dataset}_{architecture}",
+                f"{dataset.upper()} {kind} ResNet-{spec['depth']} (Tables 2-4)",
+                dataset, spec["depth"], spec["unit"], _form(spec["depth"]), architecture,
+                paper_error=_PAPER_ERRORS.get((dataset, architecture), "-"),
+            ))
+    for depth in (110, 164):
+        for suffix, (shortcut, options, error) in _SHORTCUT_ABLATIONS.items():
+            configs.append(_cifar_config(
+                f"cifar10_resnet{depth}_{suffix}",
+                f"CIFAR-10 ResNet-{depth}, original unit, {shortcut} shortcut {options or ''} (Table 1)",
+                "cifar10", depth, "original", _form(depth), shortcut=shortcut, shortcut_options=options,
+                paper_error=error if depth == 110 else "-",
+            ))
+        for unit, errors in _UNIT_ABLATIONS.items():
+            configs.append(_cifar_config(
+                f"cifar10_resnet{depth}_{unit}",
+                f"CIFAR-10 ResNet-{depth}, {unit} unit (Table 2)",
+                "cifar10", depth, unit, _form(depth), paper_error=errors[depth == 164],
+            ))
+    for unit, prefix, error in (("original", "resnet110", "9.90"), ("full_preactivation", "preact_resnet110", "8.91")):
+        configs.append(_cifar_config(
+            f"cifar10_{prefix}_1layer", f"CIFAR-10 {prefix} of 1-layer units (Table 3)",
+            "cifar10", 110, unit, "one_layer", paper_error=error,
+        ))
+    for architecture in ("preact_resnet200", "resnet50", "preact_resnet50", "resnet152", "preact_resnet152"):
+        spec = ARCHITECTURES[architecture]
+        kind = "pre-activation" if spec["unit"] == "full_preactivation" else "original"
+        configs.append(Config(
+            name=f"imagenet_{architecture}",
+            description=f"ImageNet {kind} ResNet-{spec['depth']} (fb.resnet.torch recipe"
+                        f"{' of the released checkpoint' if architecture == 'preact_resnet200' else ''})",
+            dataset="imagenet2012", depth=spec["depth"], unit=spec["unit"], layout="imagenet",
+            architecture=architecture, recipe="imagenet", batch_size=256, image_size=224, eval_resize=256,
+            augmentation=IMAGENET_AUGMENTATION, paper_error=spec["paper_error"],
+        ))
+    return {config.name: config for config in configs}
+
+
+CONFIGS = _build_configs()
+
+
+def get_config(name):
+    """The config called ``name``; a ValueError lists the known names otherwise."""
+    if name not in CONFIGS:
+        close = [known for known in CONFIGS if name and name.split("_")[0] in known][:8]
+        hint = f" Close matches: {', '.join(close)}." if close else ""
+        raise ValueError(
+            f"Unknown config {name!r}.{hint} Run `python -m train --list_configs` to see all "
+            f"{len(CONFIGS)} configs."
+        )
+    return CONFIGS[name]
+
+
+def resolve_schedule(recipe, train_examples, global_batch, *, epochs=None, steps=None, base_lr=None,
+                     lr_scaling="linear"):
+    """Turns ``recipe`` into optimiser steps for ``train_examples`` images at ``global_batch``.
+
+    ``epochs`` or ``steps`` overrides the length; the boundaries and the warm-up then keep their
+    fraction of the run. ``base_lr`` overrides the recipe's rate at the reference batch.
+    """
+    if lr_scaling not in ("linear", "none"):
+        raise ValueError(f"`lr_scaling` must be 'linear' or 'none'; received {lr_scaling!r}.")
+    steps_per_epoch = train_examples // global_batch
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"The global batch ({global_batch}) is larger than the training set ({train_examples} images); "
+            "use a smaller --batch_size."
+        )
+    if recipe.unit == "iterations":
+        per_step = recipe.reference_batch / global_batch
+    else:
+        per_step = steps_per_epoch
+    total = recipe.total * per_step
+    boundaries = [b * per_step for b in recipe.boundaries]
+    warmup = recipe.warmup * per_step
+    if epochs is not None or steps is not None:
+        new_total = steps if steps is not None else epochs * steps_per_epoch
+        factor = new_total / total
+        total, boundaries, warmup = new_total, [b * factor for b in boundaries], warmup * factor
+    scale = global_batch / recipe.reference_batch if lr_scaling == "linear" else 1.0
+    lr = (recipe.base_lr if base_lr is None else base_lr) * scale
+    values = [lr * recipe.decay**i for i in range(len(boundaries) + 1)]
+    points = [max(1, round(b)) for b in boundaries]
+    if warmup:
+        points = [max(1, round(warmup))] + points
+        values = [recipe.warmup_lr * scale] + values
+    return ResolvedSchedule(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=max(1, round(total)),
+        boundaries=tuple(points),
+        values=tuple(values),
+    )

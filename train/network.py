@@ -1,0 +1,50 @@
+"""The network a config trains: built by keras_preresnet, optionally from pretrained weights with a new head.
+
+The trained model outputs logits (``classifier_activation=None``, float32 under mixed precision); its
+weights are the same as those of the softmax model the library builds, so files stay interchangeable.
+"""
+
+import keras
+
+import keras_preresnet
+
+HEAD = "predictions"
+
+
+def build_network(config, classes, *, depth=None, image_size=None, init_weights=None, init_classes=None):
+    """Builds ``config``'s model with ``classes`` outputs.
+
+    ``init_weights`` (anything ``weights=`` accepts) is loaded into a model with ``init_classes``
+    outputs (the classes it was trained on); when that differs from ``classes`` the classifier is
+    replaced by a new, freshly initialised one.
+    """
+    depth = config.depth if depth is None else depth
+    size = config.image_size if image_size is None else image_size
+    head_classes = init_classes if init_weights is not None and init_classes is not None else classes
+    model = keras_preresnet.build_resnet(
+        depth,
+        unit=config.unit,
+        shortcut=config.shortcut,
+        shortcut_options=config.shortcut_options,
+        layout=config.layout,
+        form=config.form,
+        input_shape=(size, size, 3),
+        classes=head_classes,
+        classifier_activation=None,
+        weights=init_weights,
+        architecture=config.architecture if depth == config.depth else None,
+    )
+    if head_classes != classes:
+        features = model.get_layer("avg_pool").output
+        # Logits stay float32 under mixed precision (as the library's own classifier).
+        logits = keras.layers.Dense(classes, name=HEAD, dtype="float32")(features)
+        model = keras.Model(model.inputs, logits, name=model.name)
+    return model
+
+
+def set_backbone_trainable(model, trainable):
+    """Freezes (or unfreezes) everything but the classifier. A frozen BatchNorm runs in inference mode
+    (Keras 3 semantics of ``trainable=False``): its moving statistics stay those of the pretrained net."""
+    for layer in model.layers:
+        if layer.name != HEAD:
+            layer.trainable = trainable

@@ -1,0 +1,37 @@
+"""Training curves drawn like the paper's figures: training loss dashed, test error solid, twin axes."""
+
+import io
+import os
+
+from train.reporting import CURVES_PNG, atomic_write
+
+
+def plot_curves(rows, path, title=""):
+    """Draws ``rows`` of metrics.csv to ``path`` (PNG), training loss (left axis, dashed) and test
+    error in % (right axis, solid) against iterations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    steps = [row["step"] for row in rows]
+    figure, loss_axis = plt.subplots(figsize=(6, 4), dpi=100)
+    error_axis = loss_axis.twinx()
+    loss_axis.plot(steps, [row["train_loss"] for row in rows], "--", color="tab:blue", label="training loss")
+    error_axis.plot(steps, [row["test_error"] for row in rows], "-", color="tab:red", label="test error")
+    loss_axis.set_xlabel("iterations")
+    loss_axis.set_ylabel("training loss")
+    error_axis.set_ylabel("test error (%)")
+    lines = loss_axis.get_lines() + error_axis.get_lines()
+    loss_axis.legend(lines, [line.get_label() for line in lines], loc="upper right")
+    if title:
+        loss_axis.set_title(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write(path, buffer.getvalue())
+
+
+def write_curves(model_dir, rows, title=""):
+    plot_curves(rows, os.path.join(model_dir, CURVES_PNG), title)

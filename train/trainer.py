@@ -1,0 +1,449 @@
+"""The training loop: one custom loop (``strategy.run``) for every strategy.
+
+Keras 3.15's ``model.fit`` fails under MultiWorkerMirroredStrategy (SPEC §5), so the trainer runs its
+own loop; OneDevice and Mirrored strategies use the same code.
+
+Optimisation is Torch's SGD as fb.resnet.torch (and the paper's public code) run it: momentum 0.9
+(Nesterov where the recipe says so) and weight decay as L2 on *every* trainable weight, BatchNorm
+gamma/beta and biases included, coupled into the gradient (``g + wd * w``) before momentum. It is
+added to the loss as ``wd/2 * ||w||^2``, which gives exactly that gradient and works with loss scaling.
+
+Fault tolerance: a ``tf.train.Checkpoint`` (weights, optimiser slots, step) every epoch and every
+``checkpoint_steps`` steps; the epoch's order depends only on the seed and the epoch, so a run started
+again with the same command resumes mid-epoch where its last checkpoint was taken. A checkpoint is
+only ever written from finite weights; a non-finite loss stops the run and keeps the last good one.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from train import configs, data, distribute, network, reporting
+
+CHECKPOINT_DIR = "checkpoints"
+RUN_JSON = "run.json"
+LAST_WEIGHTS = "last.weights.h5"
+BEST_WEIGHTS = "best.weights.h5"
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on: non-finite loss, or a model_dir holding a different run."""
+
+
+@dataclasses.dataclass
+class Settings:
+    """Everything a run needs besides its config. ``None`` means the config's (or recipe's) value."""
+
+    model_dir: str
+    data_dir: str
+    source: str = "auto"
+    manual_dir: str = None
+    download: bool = False
+    recipe: str = None
+    epochs: int = None
+    steps: int = None
+    batch_size: int = None
+    per_replica_batch_size: int = None
+    learning_rate: float = None
+    lr_scaling: str = "linear"
+    nesterov: bool = None
+    weight_decay: float = None
+    precision: str = "float32"
+    xla: bool = False
+    checkpoint_steps: int = None
+    init_weights: str = None
+    num_classes: int = None
+    freeze_backbone: bool = False
+    unfreeze_after: int = None
+    depth: int = None
+    image_size: int = None
+    augmentation: str = None
+    train_examples: int = None
+    eval_examples: int = None
+    seed: int = 0
+    progress: bool = True
+
+
+def _check_settings(settings):
+    if settings.precision not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {PRECISIONS}; received {settings.precision!r}.")
+    for name in ("epochs", "steps", "checkpoint_steps", "num_classes", "depth", "image_size",
+                 "train_examples", "eval_examples"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be a positive integer; received {value}.")
+    if settings.epochs is not None and settings.steps is not None:
+        raise ValueError("Pass either --epochs or --steps, not both.")
+    if settings.unfreeze_after is not None and not settings.freeze_backbone:
+        raise ValueError("--unfreeze_after only applies with --freeze_backbone.")
+    if settings.freeze_backbone and settings.init_weights is None:
+        raise ValueError("--freeze_backbone needs pretrained weights: pass --init_weights.")
+    if settings.learning_rate is not None and not settings.learning_rate > 0:
+        raise ValueError(f"--learning_rate must be positive; received {settings.learning_rate}.")
+    if settings.weight_decay is not None and settings.weight_decay < 0:
+        raise ValueError(f"--weight_decay must be >= 0; received {settings.weight_decay}.")
+
+
+def _all_finite(variables):
+    return all(np.all(np.isfinite(keras.ops.convert_to_numpy(v))) for v in variables)
+
+
+def _save_weights_atomically(model, path):
+    # Keras insists on the .weights.h5 suffix; the temporary keeps it.
+    temporary = path[: -len(".weights.h5")] + f".tmp-{os.getpid()}.weights.h5"
+    model.save_weights(temporary)
+    os.replace(temporary, path)
+
+
+class Trainer:
+    """Trains ``config`` with ``settings`` under ``strategy``; ``run()`` returns the final summary."""
+
+    def __init__(self, config, settings, strategy):
+        _check_settings(settings)
+        self.config = config
+        self.settings = settings
+        self.strategy = strategy
+        self.chief = distribute.is_chief(strategy)
+        task_type, task_id = distribute.task(strategy)
+        # Workers other than the chief write their checkpoints to a folder of their own.
+        self.work_dir = (settings.model_dir if self.chief
+                         else os.path.join(settings.model_dir, "workers", f"{task_type}_{task_id}"))
+        os.makedirs(self.work_dir, exist_ok=True)
+        keras.config.set_dtype_policy(settings.precision)
+        if settings.recipe is not None and settings.recipe not in configs.RECIPES:
+            raise ValueError(f"Unknown recipe {settings.recipe!r}; known: {sorted(configs.RECIPES)}.")
+        self.recipe = configs.RECIPES[settings.recipe or config.recipe]
+        self.augmentation = settings.augmentation or config.augmentation
+        self.image_size = settings.image_size or config.image_size
+        batch = settings.batch_size
+        if batch is None and settings.per_replica_batch_size is None:
+            batch = config.batch_size
+        self.global_batch = distribute.global_batch_size(strategy, batch, settings.per_replica_batch_size)
+        self._open_data()
+        self.schedule = configs.resolve_schedule(
+            self.recipe, self.train_source.num_examples, self.global_batch, epochs=settings.epochs,
+            steps=settings.steps, base_lr=settings.learning_rate, lr_scaling=settings.lr_scaling,
+        )
+        self.weight_decay = self.recipe.weight_decay if settings.weight_decay is None else settings.weight_decay
+        self._build()
+
+    # ---------------------------------------------------------------------------------- set-up
+
+    def _open_data(self):
+        s, config = self.settings, self.config
+        common = dict(source=s.source, manual_dir=s.manual_dir, download=s.download)
+        self.train_source = data.load_source(s.data_dir, config.dataset, "train", limit=s.train_examples, **common)
+        self.test_source = data.load_source(s.data_dir, config.dataset, "test", limit=s.eval_examples, **common)
+        self.classes = s.num_classes or self.train_source.num_classes
+        if self.classes < self.train_source.num_classes:
+            raise ValueError(
+                f"The training data has {self.train_source.num_classes} classes but --num_classes={self.classes}."
+            )
+        self.train_transform = data.train_transform(
+            self.augmentation, config.dataset, self.image_size, self.train_source.encoded)
+        resize = max(self.image_size, round(self.image_size * config.eval_resize / config.image_size))
+        self.eval_transform = data.eval_transform(
+            self.augmentation, config.dataset, self.image_size, resize, "center", self.test_source.encoded)
+
+    def _build(self):
+        s = self.settings
+        with self.strategy.scope():
+            self.model = network.build_network(
+                self.config, self.classes, depth=s.depth, image_size=self.image_size,
+                init_weights=s.init_weights,
+                init_classes=configs.DATASET_CLASSES.get(self.config.dataset) if s.init_weights else None,
+            )
+            lr = keras.optimizers.schedules.PiecewiseConstantDecay(
+                list(self.schedule.boundaries), list(self.schedule.values))
+            optimizer = keras.optimizers.SGD(
+                learning_rate=lr, momentum=self.recipe.momentum,
+                nesterov=self.recipe.nesterov if s.nesterov is None else s.nesterov,
+            )
+            if s.precision == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            # Slots for every weight, frozen ones included, so unfreezing later needs no new optimiser.
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(self.work_dir, CHECKPOINT_DIR), max_to_keep=3)
+
+    def _run_record(self):
+        return {
+            "config": self.config.name,
+            "global_batch": self.global_batch,
+            "steps_per_epoch": self.schedule.steps_per_epoch,
+            "total_steps": self.schedule.total_steps,
+            "classes": self.classes,
+        }
+
+    def _check_same_run(self):
+        """A model_dir holds one run: resuming with other batch/schedule settings would mix two runs."""
+        path = os.path.join(self.work_dir, RUN_JSON)
+        record = self._run_record()
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                previous = json.load(f)
+            changed = {k: (previous.get(k), v) for k, v in record.items()
+                       if k != "total_steps" and previous.get(k) != v}
+            if changed and self.manager.latest_checkpoint:
+                details = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+                raise TrainingError(
+                    f"{self.settings.model_dir!r} holds a run with other settings ({details}); resume it "
+                    "with the same command or use a new --model_dir."
+                )
+        reporting.atomic_write(path, json.dumps(record, indent=2) + "\n")
+
+    # --------------------------------------------------------------------------------- steps
+
+    def _make_steps(self):
+        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+        global_batch, replicas = self.global_batch, strategy.num_replicas_in_sync
+        decay = self.weight_decay
+        variables = model.trainable_variables
+
+        def gradients(images, labels):
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(images, training=True), tf.float32)
+                per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+                loss = tf.reduce_sum(per_example) / global_batch
+                total = loss
+                if decay:
+                    l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables])
+                    total = loss + 0.5 * decay * l2 / replicas
+                scaled = optimizer.scale_loss(total)
+            grads = tape.gradient(scaled, variables)
+            wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != labels, tf.float32))
+            return grads, loss, wrong
+
+        compute = tf.function(gradients, jit_compile=self.settings.xla)
+
+        def replica_step(images, labels):
+            grads, loss, wrong = compute(images, labels)
+            optimizer.apply(grads, variables)
+            return loss, wrong
+
+        @tf.function
+        def train_step(iterator):
+            loss, wrong = strategy.run(replica_step, args=next(iterator))
+            sum_ = tf.distribute.ReduceOp.SUM
+            self.step.assign_add(1)
+            return strategy.reduce(sum_, loss, axis=None), strategy.reduce(sum_, wrong, axis=None)
+
+        self.train_step = train_step
+        self.eval_step = make_eval_step(model, strategy)
+
+    # ------------------------------------------------------------------------------ the run
+
+    def _distributed(self, dataset_fn):
+        return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+    def _set_frozen(self, epoch):
+        s = self.settings
+        frozen = s.freeze_backbone and (s.unfreeze_after is None or epoch < s.unfreeze_after)
+        if getattr(self, "_frozen", None) != frozen:
+            network.set_backbone_trainable(self.model, not frozen)
+            self._frozen = frozen
+            self._make_steps()
+
+    def _save(self):
+        """Checkpoints the current step if the weights are finite; returns whether it did."""
+        if not _all_finite(self.model.weights):
+            return False
+        self.manager.save(checkpoint_number=int(self.step.numpy()))
+        return True
+
+    def run(self):
+        s = self.settings
+        restored = self.manager.restore_or_initialize()
+        self._check_same_run()
+        step = int(self.step.numpy())
+        steps_per_epoch, total = self.schedule.steps_per_epoch, self.schedule.total_steps
+        rows = [row for row in reporting.read_metrics(self.work_dir) if row["step"] <= step] if self.chief else []
+        if restored and self.chief:
+            print(f"Resuming {self.config.name} from step {step} ({restored}).", flush=True)
+        writers = self._summary_writers()
+        started = time.time()
+        while step < total:
+            epoch = step // steps_per_epoch
+            start = step % steps_per_epoch
+            steps = min(steps_per_epoch, total - epoch * steps_per_epoch)
+            self._set_frozen(epoch)
+            iterator = self._distributed(data.train_dataset_fn(
+                self.train_source, self.train_transform, self.global_batch, steps, epoch, start, s.seed))
+            progress = (keras.utils.Progbar(steps, stateful_metrics=["loss", "error", "lr"])
+                        if s.progress and self.chief else None)
+            if progress:
+                print(f"Epoch {epoch + 1}/{self.schedule.epochs}", flush=True)
+            loss_sum = wrong_sum = 0.0
+            epoch_start = time.time()
+            for i in range(start, steps):
+                try:
+                    loss, wrong = self.train_step(iterator)
+                except tf.errors.InvalidArgumentError as error:
+                    raise data.DataError(
+                        f"Could not read a training image from {s.data_dir!r} (corrupt or not an image?): "
+                        f"{error.message.splitlines()[0]}"
+                    ) from error
+                loss, wrong = float(loss), float(wrong)
+                step += 1
+                if not math.isfinite(loss):
+                    kept = self.manager.latest_checkpoint
+                    raise TrainingError(
+                        f"The training loss became {loss} at step {step} (epoch {epoch + 1}); stopping. "
+                        f"The last good checkpoint is kept: {kept or 'none was written yet'}. Lower "
+                        "--learning_rate, add a warm-up (--recipe) or check the data, then start again."
+                    )
+                loss_sum += loss
+                wrong_sum += wrong
+                lr = self.schedule.learning_rate(step - 1)
+                if progress:
+                    done = i + 1 - start
+                    progress.update(i + 1, [("loss", loss_sum / done), ("error", 100 * wrong_sum / (done * self.global_batch)), ("lr", lr)])
+                if writers:
+                    with writers[0].as_default(step=step):
+                        tf.summary.scalar("loss", loss)
+                        tf.summary.scalar("learning_rate", lr)
+                if s.checkpoint_steps and step % s.checkpoint_steps == 0 and i + 1 < steps:
+                    self._save()
+            seconds = time.time() - epoch_start
+            done = steps - start
+            test = evaluate(self.eval_step, self._distributed(
+                data.eval_dataset_fn(self.test_source, self.eval_transform, self.global_batch)),
+                data.padded_size(self.test_source.num_examples, self.global_batch) // self.global_batch)
+            if not self._save():
+                raise TrainingError(
+                    f"The weights became non-finite in epoch {epoch + 1}; stopping. The last good checkpoint "
+                    f"is kept: {self.manager.latest_checkpoint}."
+                )
+            row = {
+                "epoch": epoch + 1, "step": step, "learning_rate": lr,
+                "train_loss": loss_sum / done, "train_error": 100 * wrong_sum / (done * self.global_batch),
+                "test_loss": test["loss"], "test_error": test["top1_error"], "test_top5_error": test["top5_error"],
+                "epoch_seconds": seconds, "images_per_second": done * self.global_batch / seconds,
+            }
+            if self.chief:
+                print(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f}, test error "
+                      f"{row['test_error']:.2f}% (top-5 {row['test_top5_error']:.2f}%), "
+                      f"{row['images_per_second']:.1f} images/s", flush=True)
+            rows = [r for r in rows if r["epoch"] != epoch + 1] + [row]
+            self._epoch_end(rows, row, writers)
+        summary = self._summary(rows, time.time() - started)
+        if self.chief:
+            reporting.write_summary(self.work_dir, summary)
+        else:
+            _save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
+        return summary
+
+    def _summary_writers(self):
+        if not self.chief:
+            return None
+        logs = os.path.join(self.work_dir, "logs")
+        return (tf.summary.create_file_writer(os.path.join(logs, "train")),
+                tf.summary.create_file_writer(os.path.join(logs, "test")))
+
+    def _epoch_end(self, rows, row, writers):
+        if not self.chief:
+            return
+        _save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
+        best = reporting.best_row(rows)
+        if best is row:
+            _save_weights_atomically(self.model, os.path.join(self.work_dir, BEST_WEIGHTS))
+        reporting.write_metrics(self.work_dir, rows)
+        with writers[1].as_default(step=row["step"]):
+            for key in ("test_loss", "test_error", "test_top5_error"):
+                tf.summary.scalar(key, row[key])
+        with writers[0].as_default(step=row["step"]):
+            tf.summary.scalar("epoch_train_error", row["train_error"])
+            tf.summary.scalar("images_per_second", row["images_per_second"])
+        for writer in writers:
+            writer.flush()
+        try:
+            from train import plotting
+
+            plotting.write_curves(self.work_dir, rows, title=self.config.name)
+        except ImportError:
+            print("matplotlib is not installed: no curves.png (pip install keras_preresnet[train]).")
+
+    def _summary(self, rows, seconds):
+        last = rows[-1] if rows else {}
+        best = reporting.best_row(rows) or {}
+        trained = sum(r["epoch_seconds"] for r in rows)
+        images = sum((r["step"] - (rows[i - 1]["step"] if i else 0)) for i, r in enumerate(rows)) * self.global_batch
+        return {
+            "config": self.config.name,
+            "epochs": last.get("epoch"),
+            "steps": last.get("step"),
+            "final_test_error": last.get("test_error"),
+            "final_test_top5_error": last.get("test_top5_error"),
+            "best_test_error": best.get("test_error"),
+            "best_epoch": best.get("epoch"),
+            "train_seconds": trained,
+            "wall_seconds_this_invocation": seconds,
+            "images_per_second": images / trained if trained else None,
+            "global_batch": self.global_batch,
+            "replicas": self.strategy.num_replicas_in_sync,
+            "precision": self.settings.precision,
+            "xla": self.settings.xla,
+            "learning_rates": list(self.schedule.values),
+            "lr_boundaries": list(self.schedule.boundaries),
+            "weight_decay": self.weight_decay,
+            "train_examples": self.train_source.num_examples,
+            "test_examples": self.test_source.num_examples,
+        }
+
+
+def make_eval_step(model, strategy):
+    """A distributed step returning the weighted sums (loss, top-1 correct, top-5 correct, images).
+
+    Ten-crop batches ``[B, 10, H, W, 3]`` are scored by the mean softmax over the crops."""
+
+    def replica_eval(images, labels, weights):
+        crops = images.shape.rank == 5
+        if crops:
+            shape = tf.shape(images)
+            images = tf.reshape(images, tf.concat([[-1], shape[2:]], 0))
+        logits = tf.cast(model(images, training=False), tf.float32)
+        probabilities = tf.nn.softmax(logits)
+        if crops:
+            probabilities = tf.reduce_mean(tf.reshape(probabilities, [shape[0], 10, -1]), axis=1)
+        classes = probabilities.shape[-1]
+        labels = tf.cast(labels, tf.int32)
+        loss = -tf.math.log(tf.maximum(tf.gather(probabilities, labels, batch_dims=1), 1e-12))
+        top1 = tf.cast(tf.math.in_top_k(labels, probabilities, 1), tf.float32)
+        top5 = tf.cast(tf.math.in_top_k(labels, probabilities, min(5, classes)), tf.float32)
+        return tuple(tf.reduce_sum(v * weights) for v in (loss, top1, top5)) + (tf.reduce_sum(weights),)
+
+    @tf.function
+    def eval_step(iterator):
+        results = strategy.run(replica_eval, args=next(iterator))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in results]
+
+    return eval_step
+
+
+def evaluate(eval_step, iterator, steps):
+    """Runs ``steps`` of ``eval_step``; returns mean loss, top-1/top-5 error (%) and the image count."""
+    totals = np.zeros(4)
+    for _ in range(steps):
+        try:
+            totals += np.array([float(v) for v in eval_step(iterator)])
+        except tf.errors.InvalidArgumentError as error:
+            raise data.DataError(
+                f"Could not read a test image (corrupt or not an image?): {error.message.splitlines()[0]}"
+            ) from error
+    loss, top1, top5, count = totals
+    return {
+        "loss": loss / count,
+        "top1_error": 100 * (1 - top1 / count),
+        "top5_error": 100 * (1 - top5 / count),
+        "images": int(count),
+    }
