@@ -4,9 +4,10 @@ Builds the named model with its weights, exports the requested formats and print
 every artifact against the Keras model. Exit status 1 with a one-line error for bad input.
 """
 
+import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 flags.DEFINE_string("model", None, "Model name, e.g. PreActResNet200 or preact_resnet200.", required=True)
 flags.DEFINE_string("weights", None, "'imagenet', a Keras weights file, or empty for random weights.")
@@ -32,6 +33,9 @@ def main(argv):
     import export
     from export import parity
 
+    # TensorFlow's and the converters' INFO logs would bury the parity report.
+    logging.set_verbosity(logging.WARNING)
+
     try:
         servable = export.build(
             FLAGS.model, weights=FLAGS.weights or None, labels=FLAGS.classes,
@@ -50,4 +54,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app.run(main)

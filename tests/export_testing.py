@@ -1,0 +1,52 @@
+"""Shared pieces of the export tests: a tiny CIFAR classifier and folders of real CIFAR images as files."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_preresnet  # noqa: E402
+from export import servable as servable_lib  # noqa: E402
+from keras_preresnet.datasets import load_cifar  # noqa: E402
+
+
+def tiny_servable(name="tiny", seed=0):
+    """A CIFAR pre-activation net with one unit per stage (depth 8), random weights, CIFAR-10 labels.
+
+    BatchNorm statistics are randomised so that folding and quantisation have something to get wrong.
+    """
+    keras.utils.set_random_seed(seed)
+    model = keras_preresnet.build_resnet(8, unit="full_preactivation")
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape),
+            ])
+    return servable_lib.Servable(model, name, servable_lib.CIFAR10_CLASSES, "cifar10")
+
+
+def write_cifar_images(cifar_dir, folder, count=8, start=0, sizes=None):
+    """Writes ``count`` CIFAR-10 test images to ``folder``, alternating JPEG and PNG; returns the paths.
+
+    ``sizes`` optionally gives each image a (height, width) it is resized to first.
+    """
+    images, _ = load_cifar(cifar_dir, "cifar10", "test")
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i in range(count):
+        image = images[start + i]
+        if sizes is not None:
+            image = tf.cast(tf.image.resize(image, sizes[i % len(sizes)]), tf.uint8)
+        if i % 2:
+            path, data = os.path.join(folder, f"{i:03d}.png"), tf.io.encode_png(image)
+        else:
+            path, data = os.path.join(folder, f"{i:03d}.jpg"), tf.io.encode_jpeg(image, quality=95)
+        tf.io.write_file(path, data)
+        paths.append(path)
+    return paths
