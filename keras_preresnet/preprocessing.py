@@ -35,16 +35,61 @@ def _check_size(name, value, allow_none):
 
 
 def _short_side_size(height, width, resize_size):
-    """New (height, width) with the shorter side ``resize_size``, rounded down as Torch's image.scale does."""
+    """New (height, width) with the shorter side ``resize_size``, as fb.resnet.torch's ``Scale``."""
     import tensorflow as tf
 
     h = tf.cast(height, tf.float64)
     w = tf.cast(width, tf.float64)
     size = tf.constant(float(resize_size), tf.float64)
-    # fb.resnet.torch's Scale computes (long / short) * size and image.scale truncates it.
+    # Scale computes (long / short) * size and image.scale truncates it; an image whose shorter side
+    # already has that size is returned as it is.
     new_h = tf.where(w < h, tf.math.floor(h / w * size), size)
     new_w = tf.where(w < h, size, tf.math.floor(w / h * size))
-    return tf.cast(new_h, tf.int32), tf.cast(new_w, tf.int32)
+    keep = tf.equal(tf.minimum(h, w), size)
+    return (tf.cast(tf.where(keep, h, new_h), tf.int32), tf.cast(tf.where(keep, w, new_w), tf.int32))
+
+
+def _torch_cubic_matrix(src_len, dst_len):
+    """``[dst_len, src_len]`` weights of Torch7 ``image.scale(..., 'bicubic')`` along one axis.
+
+    Torch's scaleCubic samples source position ``i * (src_len - 1) / (dst_len - 1)`` (corners
+    aligned), interpolates with the Catmull-Rom cubic, extrapolates linearly past the borders
+    (``p0 = 2 p1 - p2``) and copies the last pixel; it does not antialias.
+    """
+    import tensorflow as tf
+
+    steps = tf.maximum(dst_len - 1, 1)
+    scale = tf.cast(src_len - 1, tf.float32) / tf.cast(steps, tf.float32)
+    s = tf.cast(tf.range(dst_len - 1), tf.float32) * scale
+    i = tf.cast(s, tf.int32)  # truncation, as the C code's (long) cast
+    t = s - tf.cast(i, tf.float32)
+    c0 = -0.5 * t + t * t - 0.5 * t * t * t
+    c1 = 1.0 - 2.5 * t * t + 1.5 * t * t * t
+    c2 = 0.5 * t + 2.0 * t * t - 1.5 * t * t * t
+    c3 = -0.5 * t * t + 0.5 * t * t * t
+    first = tf.equal(i, 0)  # p0 = 2 p1 - p2
+    last = i + 2 >= src_len  # p3 = 2 p2 - p1
+    c1, c2 = c1 + tf.where(first, 2.0 * c0, 0.0), c2 - tf.where(first, c0, 0.0)
+    c2, c1 = c2 + tf.where(last, 2.0 * c3, 0.0), c1 - tf.where(last, c3, 0.0)
+    c0, c3 = tf.where(first, 0.0, c0), tf.where(last, 0.0, c3)
+
+    def tap(offset, weight):
+        index = tf.clip_by_value(i + offset, 0, src_len - 1)
+        return tf.one_hot(index, src_len, dtype=tf.float32) * weight[:, tf.newaxis]
+
+    rows = tap(-1, c0) + tap(0, c1) + tap(1, c2) + tap(2, c3)
+    last_row = tf.one_hot([src_len - 1], src_len, dtype=tf.float32)
+    return tf.concat([rows, last_row], axis=0)
+
+
+def _torch_bicubic_resize(images, new_h, new_w):
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    rows = _torch_cubic_matrix(shape[1], new_h)
+    cols = _torch_cubic_matrix(shape[2], new_w)
+    x = tf.einsum("nhwc,pw->nhpc", images, cols)
+    return tf.einsum("nhpc,oh->nopc", x, rows)
 
 
 def preprocess_input(images, image_size=224, resize_size=256):
@@ -56,8 +101,9 @@ def preprocess_input(images, image_size=224, resize_size=256):
             symbolic, inside ``tf.function``). Images of different sizes: call once per image.
         image_size: side of the centre crop (224 for the published accuracy; 320 for the paper's
             320x320 test), or None for no crop.
-        resize_size: the shorter side is resized to this with bicubic interpolation (no antialiasing,
-            no clipping, as Torch's ``image.scale``), or None to keep the size.
+        resize_size: the shorter side is resized to this with Torch7 ``image.scale``'s bicubic
+            interpolation (corner-aligned Catmull-Rom, no antialiasing, no clipping), or None to keep
+            the size.
 
     Returns:
         float32 images ``[..., image_size, image_size, 3]`` normalised by the ImageNet mean and std;
@@ -90,7 +136,7 @@ def preprocess_input(images, image_size=224, resize_size=256):
     shape = tf.shape(x)
     if resize_size is not None:
         new_h, new_w = _short_side_size(shape[1], shape[2], resize_size)
-        x = tf.image.resize(x, tf.stack([new_h, new_w]), method="bicubic", antialias=False)
+        x = _torch_bicubic_resize(x, new_h, new_w)
         shape = tf.shape(x)
     if image_size is not None:
         checks = [
