@@ -1,0 +1,112 @@
+"""export.saved_model: the TF Serving signature contract, checked with TF's loader and saved_model_cli."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import export_testing
+from export import images, parity, saved_model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, cifar_dir):
+    root = tmp_path_factory.mktemp("saved_model")
+    servable = export_testing.tiny_servable()
+    files = export_testing.write_cifar_images(cifar_dir, root / "images", count=6)
+    path = saved_model.write(servable, str(root / "model"))
+    preprocessed = images.preprocessed_batch(servable, files)
+    return dict(
+        servable=servable, path=path, files=files, preprocessed=preprocessed,
+        reference=servable.model.predict(preprocessed, verbose=0), loaded=tf.saved_model.load(path),
+    )
+
+
+def _saved_model_cli(*args):
+    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable)) or "saved_model_cli"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([cli, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_signatures_inputs_and_outputs(exported):
+    signatures = exported["loaded"].signatures
+    assert set(signatures) == {"serving_default", "preprocessed"}
+    images_spec = signatures["serving_default"].structured_input_signature[1]
+    assert images_spec == {"images": tf.TensorSpec([None], tf.string, name="images")}
+    float_spec = signatures["preprocessed"].structured_input_signature[1]
+    assert float_spec == {"inputs": tf.TensorSpec([None, 32, 32, 3], tf.float32, name="inputs")}
+    for name in signatures:
+        outputs = signatures[name].structured_outputs
+        assert outputs["probabilities"].dtype == tf.float32 and outputs["probabilities"].shape.as_list() == [None, 10]
+        assert outputs["classes"].dtype == tf.int32 and outputs["classes"].shape.as_list() == [None, 5]
+        assert outputs["labels"].dtype == tf.string and outputs["labels"].shape.as_list() == [None, 5]
+
+
+def test_serving_default_on_jpeg_and_png_bytes_matches_keras(exported):
+    encoded = images.read_encoded(exported["files"])
+    assert {os.path.splitext(f)[1] for f in exported["files"]} == {".jpg", ".png"}
+    out = exported["loaded"].signatures["serving_default"](images=tf.constant(encoded))
+    probabilities = out["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities, exported["reference"], atol=parity.FLOAT_TOLERANCE)
+    expected_top5 = np.argsort(-probabilities, axis=-1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(out["classes"].numpy(), expected_top5)
+    labels = np.array(exported["servable"].labels, dtype=object)[expected_top5]
+    assert out["labels"].numpy().astype(str).tolist() == labels.astype(str).tolist()
+
+
+def test_preprocessed_signature_matches_keras(exported):
+    out = exported["loaded"].signatures["preprocessed"](inputs=tf.constant(exported["preprocessed"]))
+    np.testing.assert_allclose(out["probabilities"].numpy(), exported["reference"], atol=parity.FLOAT_TOLERANCE)
+
+
+def test_images_of_different_sizes_in_one_request(exported, tmp_path, cifar_dir):
+    files = export_testing.write_cifar_images(cifar_dir, tmp_path, count=2, sizes=[(48, 40), (32, 32)])
+    out = exported["loaded"].signatures["serving_default"](images=tf.constant(images.read_encoded(files)))
+    expected = exported["servable"].model.predict(images.preprocessed_batch(exported["servable"], files), verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=parity.FLOAT_TOLERANCE)
+
+
+def test_undecodable_image_fails_that_request_and_the_next_is_served(exported):
+    serve = exported["loaded"].signatures["serving_default"]
+    good = images.read_encoded(exported["files"][:1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        serve(images=tf.constant(good + [b"these bytes are not an image"]))
+    out = serve(images=tf.constant(good))
+    np.testing.assert_allclose(out["probabilities"].numpy(), exported["reference"][:1], atol=parity.FLOAT_TOLERANCE)
+
+
+def test_verify_reports_both_signatures_and_catches_a_wrong_model(exported):
+    reports = saved_model.verify(exported["path"], exported["reference"], exported["files"], exported["preprocessed"])
+    assert [r.artifact for r in reports] == ["saved_model/serving_default", "saved_model/preprocessed"]
+    assert all(r.passed and r.top1_agreement == 1.0 for r in reports)
+    wrong = np.roll(exported["reference"], 1, axis=-1)
+    reports = saved_model.verify(exported["path"], wrong, exported["files"], exported["preprocessed"])
+    with pytest.raises(parity.ParityError):
+        parity.check(reports)
+
+
+def test_saved_model_cli_show_all_lists_both_signatures(exported):
+    result = _saved_model_cli("show", "--dir", exported["path"], "--all")
+    assert result.returncode == 0, result.stderr
+    assert "signature_def['serving_default']" in result.stdout
+    assert "signature_def['preprocessed']" in result.stdout
+    assert "inputs['images']" in result.stdout and "DT_STRING" in result.stdout
+    assert "outputs['labels']" in result.stdout and "outputs['classes']" in result.stdout
+
+
+def test_saved_model_cli_run_serves_encoded_images(exported, tmp_path):
+    # Encoded images as a fixed-width bytes array: numpy.load reads it without pickle.
+    np.save(tmp_path / "images.npy", np.array(images.read_encoded(exported["files"]), dtype="S"))
+    result = _saved_model_cli(
+        "run", "--dir", exported["path"], "--tag_set", "serve", "--signature_def", "serving_default",
+        "--inputs", f"images={tmp_path / 'images.npy'}", "--outdir", str(tmp_path / "out"),
+    )
+    assert result.returncode == 0, result.stderr
+    probabilities = np.load(tmp_path / "out" / "probabilities.npy")
+    np.testing.assert_allclose(probabilities, exported["reference"], atol=parity.FLOAT_TOLERANCE)
+    labels = np.load(tmp_path / "out" / "labels.npy", allow_pickle=True)
+    assert labels.shape == (len(exported["files"]), 5)
