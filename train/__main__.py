@@ -7,11 +7,15 @@ prints the configs; docs/training.md explains the flags, the batch-size / learni
 fine-tuning.
 """
 
+import os
 import sys
 
-from absl import app, flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from train import configs, data, distribute, trainer
+import keras  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from train import configs, data, distribute, trainer  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -80,13 +84,12 @@ def main(argv):
         config = configs.get_config(FLAGS.config)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
+    logging.set_verbosity(logging.WARNING)
     # Devices and the multi-worker strategy must be set up before any other TensorFlow work.
     distribute.configure_cpu_devices(FLAGS.num_cpu_devices)
-    import keras
-
-    keras.utils.set_random_seed(FLAGS.seed)
     try:
         strategy = distribute.make_strategy(FLAGS.strategy)
+        keras.utils.set_random_seed(FLAGS.seed)
         run = trainer.Trainer(config, settings_from_flags(), strategy)
         summary = run.run()
     except (ValueError, FileNotFoundError, trainer.TrainingError) as error:

@@ -28,13 +28,15 @@ def make_strategy(name):
     """``'auto'`` is ``'mirrored'`` when GPUs exist, else ``'one_device'``."""
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}; received {name!r}.")
-    gpus = tf.config.list_logical_devices("GPU")
+    # Physical devices: listing logical ones would initialise the runtime, which must not happen before
+    # MultiWorkerMirroredStrategy configures its collectives.
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         name = "mirrored" if gpus else "one_device"
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if name == "mirrored":
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpus else "CPU")]
         return tf.distribute.MirroredStrategy(devices)
     if "TF_CONFIG" not in os.environ:
         raise ValueError(

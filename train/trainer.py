@@ -240,6 +240,7 @@ class Trainer:
 
         self.train_step = train_step
         self.eval_step = make_eval_step(model, strategy)
+        self.sync_statistics = make_sync_statistics(model, strategy)
 
     # ------------------------------------------------------------------------------ the run
 
@@ -256,6 +257,7 @@ class Trainer:
 
     def _save(self):
         """Checkpoints the current step if the weights are finite; returns whether it did."""
+        self.sync_statistics()
         if not _all_finite(self.model.weights):
             return False
         self.manager.save(checkpoint_number=int(self.step.numpy()))
@@ -316,6 +318,7 @@ class Trainer:
                     self._save()
             seconds = time.time() - epoch_start
             done = steps - start
+            self.sync_statistics()
             test = evaluate(self.eval_step, self._distributed(
                 data.eval_dataset_fn(self.test_source, self.eval_transform, self.global_batch)),
                 data.padded_size(self.test_source.num_examples, self.global_batch) // self.global_batch)
@@ -341,6 +344,9 @@ class Trainer:
             reporting.write_summary(self.work_dir, summary)
         else:
             _save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
+        # Workers leave together: one that exits while another still writes looks like a crash to
+        # the cluster's coordination service.
+        self.sync_statistics()
         return summary
 
     def _summary_writers(self):
@@ -399,6 +405,28 @@ class Trainer:
             "train_examples": self.train_source.num_examples,
             "test_examples": self.test_source.num_examples,
         }
+
+
+def make_sync_statistics(model, strategy):
+    """Averages the BatchNorm moving statistics over the replicas.
+
+    Keras 3 keeps them as un-aggregated mirrored variables, so every replica (and worker) tracks the
+    statistics of its own shard. The moving averages are linear in the batch statistics, so averaging
+    them at each checkpoint and test gives the same values as synchronising after every step.
+    """
+    statistics = [v for v in model.non_trainable_variables if v.dtype.startswith("float")]
+
+    def replica_sync():
+        context = tf.distribute.get_replica_context()
+        means = context.all_reduce(tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in statistics])
+        for variable, mean in zip(statistics, means):
+            variable.assign(mean)
+
+    @tf.function
+    def sync():
+        strategy.run(replica_sync)
+
+    return sync if statistics else (lambda: None)
 
 
 def make_eval_step(model, strategy):
