@@ -1,0 +1,144 @@
+"""export.exporter: a whole export run — layout, parity gate, folding, versions, faults."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import export
+import export_testing
+from export import exporter, parity, tflite
+
+
+@pytest.fixture(scope="module")
+def image_dirs(tmp_path_factory, cifar_dir):
+    root = tmp_path_factory.mktemp("images")
+    export_testing.write_cifar_images(cifar_dir, root / "parity", count=8)
+    export_testing.write_cifar_images(cifar_dir, root / "calibration", count=8, start=200)
+    return root
+
+
+@pytest.fixture(scope="module")
+def servable():
+    return export_testing.tiny_servable()
+
+
+def _quiet(*_):
+    pass
+
+
+def _tree(path):
+    return sorted(os.path.relpath(os.path.join(root, name), path)
+                  for root, dirs, files in os.walk(path) for name in dirs + files)
+
+
+def test_every_format_is_published_with_its_parity_report(servable, image_dirs, tmp_path):
+    result = export.export_model(
+        servable, tmp_path, formats=("saved_model", "tflite", "onnx"), quantize=("int8",),
+        parity_data=image_dirs / "parity", calibration_data=image_dirs / "calibration", log=_quiet,
+    )
+    assert result.version == 1
+    assert sorted(os.listdir(tmp_path)) == ["tiny", "tiny-onnx", "tiny-tflite"]
+    assert result.paths == {
+        "saved_model": str(tmp_path / "tiny" / "1"), "tflite": str(tmp_path / "tiny-tflite" / "1"),
+        "onnx": str(tmp_path / "tiny-onnx" / "1"),
+    }
+    assert sorted(os.listdir(tmp_path / "tiny-tflite" / "1")) == ["float32.tflite", "int8.tflite", "parity.json"]
+    assert os.path.exists(tmp_path / "tiny" / "1" / "saved_model.pb")
+    saved = json.loads((tmp_path / "tiny" / "1" / "assets.extra" / "parity.json").read_text())
+    assert saved["model"] == "tiny" and len(saved["parity_images"]) == 8
+    assert [r.artifact for r in result.reports] == [
+        "saved_model/serving_default", "saved_model/preprocessed", "tflite/float32", "tflite/int8", "onnx"]
+    for report in result.reports:
+        assert report.images == 8
+        if report.tolerance is not None:
+            assert report.max_abs_diff <= 1e-4, report
+    onnx_saved = json.loads((tmp_path / "tiny-onnx" / "1" / "parity.json").read_text())
+    assert onnx_saved["reports"][0]["passed"] is True
+
+
+def test_next_export_gets_the_next_version_and_an_existing_one_is_refused(servable, image_dirs, tmp_path):
+    kwargs = dict(formats=("saved_model",), parity_data=image_dirs / "parity", parity_images=2, log=_quiet)
+    assert export.export_model(servable, tmp_path, **kwargs).version == 1
+    assert export.export_model(servable, tmp_path, **kwargs).version == 2
+    with pytest.raises(FileExistsError, match=r"tiny/2' already exists"):
+        export.export_model(servable, tmp_path, version=2, **kwargs)
+    assert sorted(os.listdir(tmp_path / "tiny")) == ["1", "2"]
+
+
+def test_existing_version_of_one_format_is_refused_before_any_work(servable, image_dirs, tmp_path):
+    (tmp_path / "tiny-tflite" / "3").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="tiny-tflite/3"):
+        export.export_model(servable, tmp_path, formats=("saved_model", "tflite"), version=3,
+                            parity_data=image_dirs / "parity", log=_quiet)
+    assert _tree(tmp_path) == ["tiny", "tiny-tflite", "tiny-tflite/3"]
+
+
+def test_interrupted_export_leaves_no_partial_artifact(servable, image_dirs, tmp_path, monkeypatch):
+    real_convert = tflite.convert
+
+    def convert_then_fail(saved_model_dir, variant, *args, **kwargs):
+        if variant == "dynamic":
+            raise KeyboardInterrupt("interrupted half-way")
+        return real_convert(saved_model_dir, variant, *args, **kwargs)
+
+    monkeypatch.setattr(tflite, "convert", convert_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_model(servable, tmp_path, formats=("saved_model", "tflite"), quantize=("dynamic",),
+                            parity_data=image_dirs / "parity", parity_images=2, log=_quiet)
+    # The SavedModel and float32 TFLite were complete, but nothing appears under a final name,
+    # and the staging folders are gone.
+    assert _tree(tmp_path) == ["tiny", "tiny-tflite"]
+
+
+def test_float_artifact_that_disagrees_is_not_published(servable, image_dirs, tmp_path, monkeypatch):
+    other = export_testing.tiny_servable(seed=1).model
+    monkeypatch.setattr(exporter, "fold", lambda model: other)
+    with pytest.raises(parity.ParityError, match="Nothing was published"):
+        export.export_model(servable, tmp_path, formats=("saved_model",), fold_batchnorm=True,
+                            parity_data=image_dirs / "parity", parity_images=4, log=_quiet)
+    assert _tree(tmp_path) == ["tiny"]
+
+
+def test_fold_batchnorm_export_matches_the_unfolded_keras_model(servable, image_dirs, tmp_path):
+    folded = exporter.fold(servable.model)
+    count = lambda m: sum(isinstance(l, keras.layers.BatchNormalization) for l in m._flatten_layers())  # noqa: E731
+    assert count(folded) < count(servable.model)
+    result = export.export_model(servable, tmp_path, formats=("saved_model", "tflite"), fold_batchnorm=True,
+                                 parity_data=image_dirs / "parity", log=_quiet)
+    assert all(r.passed and r.max_abs_diff <= 1e-4 for r in result.reports), result.reports
+    # The BatchNorm statistics are random, so an export that ignored them could not pass.
+    assert np.std(servable.model.get_layer("post_bn").get_weights()[2]) > 0.01
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(formats=("tflite",), quantize=("int8",)), ValueError, "int8 quantisation needs a representative dataset"),
+        (dict(formats=("saved_model",), quantize=("float16",)), ValueError, "add 'tflite' to the formats"),
+        (dict(formats=("savedmodel",)), ValueError, r"`formats` must be a subset of"),
+        (dict(formats=("tflite",), quantize=("int4",)), ValueError, r"`quantize` must be a subset of"),
+        (dict(formats=("saved_model",), version=0), ValueError, "positive integer"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(servable, image_dirs, tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        export.export_model(servable, tmp_path, parity_data=image_dirs / "parity", log=_quiet, **kwargs)
+    assert _tree(tmp_path) == []
+
+
+def test_calibration_folder_without_images_is_a_clear_error(servable, image_dirs, tmp_path):
+    empty = tmp_path / "calibration"
+    empty.mkdir()
+    (empty / "labels.csv").write_text("not an image")
+    with pytest.raises(ValueError, match="calibration folder .* holds no images"):
+        export.export_model(servable, tmp_path / "out", formats=("tflite",), quantize=("int8",),
+                            calibration_data=empty, parity_data=image_dirs / "parity", log=_quiet)
+    assert not (tmp_path / "out").exists()
+
+
+def test_parity_needs_real_images(servable, tmp_path):
+    with pytest.raises(ValueError, match="Parity is measured on real images"):
+        export.export_model(servable, tmp_path, log=_quiet)
