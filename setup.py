@@ -6,7 +6,7 @@ EXTRAS = {
     "tf": ["tensorflow>=2.21,<2.22"],
     "tf-cpu": ["tensorflow-cpu>=2.21,<2.22"],
     "train": ["tensorflow-datasets>=4.9.10", "importlib_resources", "matplotlib>=3.8", "tensorboard>=2.21"],
-    "export": ["ai-edge-litert", "tf2onnx>=1.17", "onnxruntime", "onnx"],
+    "export": ["ai-edge-litert>=2.3", "tf2onnx>=1.17", "onnxruntime>=1.20", "onnx>=1.17"],
     "convert": ["torchfile>=0.1.0"],
     "test": ["pytest>=8", "pytest-xdist>=3", "jax[cpu]>=0.4.30", "torch==2.13.0", "torchfile>=0.1.0"],
 }
