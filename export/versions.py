@@ -14,6 +14,12 @@ import tempfile
 STAGING_PREFIX = ".staging-"
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def existing_versions(base):
     """The numeric version folders under ``base`` (an empty list when ``base`` does not exist)."""
     if not os.path.isdir(base):
@@ -44,6 +50,9 @@ class StagedVersion:
             )
         os.makedirs(base, exist_ok=True)
         self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=base)
+        # mkdtemp makes the folder private (0700); a published version must be as readable as any
+        # folder made here, e.g. by a TF Serving process running as another user.
+        os.chmod(self.path, 0o777 & ~_umask())
 
     def publish(self):
         """Renames the staging folder to its final name (atomic on one file system)."""

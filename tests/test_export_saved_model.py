@@ -10,7 +10,9 @@ import pytest
 import tensorflow as tf
 
 import export_testing
-from export import images, parity, saved_model
+import keras_preresnet
+from export import images, parity, saved_model, servable as servable_lib
+from keras_preresnet import preprocessing
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +112,37 @@ def test_saved_model_cli_run_serves_encoded_images(exported, tmp_path):
     np.testing.assert_allclose(probabilities, exported["reference"], atol=parity.FLOAT_TOLERANCE)
     labels = np.load(tmp_path / "out" / "labels.npy", allow_pickle=True)
     assert labels.shape == (len(exported["files"]), 5)
+
+
+def test_grpc_predict_request_of_the_docs_fits_the_signature(exported):
+    # No TF Serving binary can run here (SPEC §5); this builds the docs' gRPC PredictRequest with
+    # tensorflow-serving-api and feeds its tensors to the signature the way the server maps them.
+    predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2", reason="tensorflow-serving-api not installed")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "tiny"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images.read_encoded(exported["files"]), dtype=tf.string))
+    signature = exported["loaded"].signatures[request.model_spec.signature_name]
+    outputs = signature(**{key: tf.constant(tf.make_ndarray(proto)) for key, proto in request.inputs.items()})
+    response = predict_pb2.PredictResponse()
+    for key, value in outputs.items():
+        response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+    np.testing.assert_allclose(
+        tf.make_ndarray(response.outputs["probabilities"]), exported["reference"], atol=parity.FLOAT_TOLERANCE
+    )
+    assert tf.make_ndarray(response.outputs["labels"]).shape == (len(exported["files"]), 5)
+
+
+def test_imagenet_model_preprocesses_in_the_graph_like_preprocess_input(tmp_path, cifar_dir):
+    model = keras_preresnet.build_resnet(18, layout="imagenet", input_shape=(64, 64, 3), blocks=(1, 1, 1, 1))
+    labels = [name for _, name in preprocessing.imagenet_classes()]
+    servable = servable_lib.Servable(model, "small", labels, "imagenet")
+    files = export_testing.write_cifar_images(cifar_dir, tmp_path / "images", count=2, sizes=[(90, 120), (80, 80)])
+    loaded = tf.saved_model.load(saved_model.write(servable, str(tmp_path / "model")))
+    out = loaded.signatures["serving_default"](images=tf.constant(images.read_encoded(files)))
+    decoded = [images.decode(data).numpy() for data in images.read_encoded(files)]
+    expected_inputs = np.stack([preprocessing.preprocess_input(d, image_size=64, resize_size=73) for d in decoded])
+    expected = model.predict(expected_inputs, verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=parity.FLOAT_TOLERANCE)
+    top1 = out["classes"].numpy()[:, 0]
+    assert [label.decode() for label in out["labels"].numpy()[:, 0]] == [labels[i] for i in top1]

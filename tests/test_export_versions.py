@@ -26,6 +26,13 @@ def test_staged_version_is_invisible_until_published(tmp_path):
     assert os.path.exists(tmp_path / "m" / "1" / "saved_model.pb")
 
 
+def test_published_version_has_the_permissions_of_an_ordinary_folder(tmp_path):
+    (tmp_path / "ordinary").mkdir()
+    stage = versions.StagedVersion(tmp_path / "m", 1)
+    published = stage.publish()
+    assert os.stat(published).st_mode == os.stat(tmp_path / "ordinary").st_mode
+
+
 def test_discard_leaves_nothing(tmp_path):
     stage = versions.StagedVersion(tmp_path / "m", 2)
     stage.discard()
