@@ -1,0 +1,242 @@
+"""Residual-unit and shortcut layers: the orders of Fig. 4, the shortcuts of Fig. 2, options A/B/C."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_preresnet import layers as L
+
+UNIT_NAMES = sorted(L.UNITS)
+RNG = np.random.RandomState(0)
+
+
+def _x(shape=(2, 8, 8, 16), seed=0):
+    return np.random.RandomState(seed).normal(size=shape).astype("float32")
+
+
+def _randomize_bn(layer):
+    rng = np.random.RandomState(1)
+    for sub in layer._flatten_layers(include_self=True, recursive=True):
+        if isinstance(sub, keras.layers.BatchNormalization):
+            c = sub.gamma.shape[0]
+            sub.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.3, c), rng.normal(0, 0.3, c),
+                             rng.uniform(0.5, 2.0, c)])
+
+
+def _np(t):
+    return keras.ops.convert_to_numpy(t)
+
+
+@pytest.mark.parametrize("unit", UNIT_NAMES)
+@pytest.mark.parametrize("form", L.FORMS)
+@pytest.mark.parametrize("shortcut", sorted(L.SHORTCUTS))
+def test_unit_config_round_trips_and_rebuilds_the_same_function(unit, form, shortcut):
+    options = {"gate_bias": -3.0} if "gating" in shortcut else {}
+    layer = L.UNITS[unit](8, strides=2, form=form, shortcut=shortcut, shortcut_options=options,
+                          projection="B", name="conv3_block1")
+    x = _x()
+    y = layer(x, training=False)
+    config = layer.get_config()
+    clone = L.UNITS[unit].from_config(config)
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    assert clone.get_config() == config
+    np.testing.assert_allclose(_np(clone(x, training=False)), _np(y), rtol=1e-6, atol=1e-6)
+    assert y.shape == (2, 4, 4, 32 if form == "bottleneck" else 8)
+
+
+def _reference_basic(unit, x):
+    """Fig. 4 written out with the unit's own sublayers, for a basic unit with identity shortcut."""
+    conv1, conv2 = [l for l in unit.branch_layers if isinstance(l, L.TorchConv2D)]
+    bns = [l for l in unit.branch_layers if isinstance(l, keras.layers.BatchNormalization)]
+    relu = ops.relu
+
+    def bn(i, t):
+        return bns[i](t, training=False)
+
+    name = unit.__class__.__name__
+    if name == "OriginalUnit":
+        return relu(x + bn(1, conv2(relu(bn(0, conv1(x))))))
+    if name == "BNAfterAdditionUnit":
+        return relu(unit.after_layers[0](x + conv2(relu(bn(0, conv1(x)))), training=False))
+    if name == "ReLUBeforeAdditionUnit":
+        return x + relu(bn(1, conv2(relu(bn(0, conv1(x))))))
+    if name == "ReLUOnlyPreActivationUnit":
+        return x + bn(1, conv2(relu(bn(0, conv1(relu(x))))))
+    if name == "FullPreActivationUnit":
+        return x + conv2(relu(bn(1, conv1(relu(bn(0, x))))))
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("unit", UNIT_NAMES)
+def test_unit_computes_its_fig4_activation_order(unit):
+    layer = L.UNITS[unit](16, form="basic")
+    x = _x()
+    layer(x)
+    _randomize_bn(layer)
+    np.testing.assert_allclose(_np(layer(x, training=False)), _np(_reference_basic(layer, x)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_unit_orders_differ_only_in_order_not_in_parameters():
+    counts = {}
+    for unit in UNIT_NAMES:
+        layer = L.UNITS[unit](16, form="basic")
+        layer(_x())
+        counts[unit] = layer.count_params()
+    assert len(set(counts.values())) == 1, counts
+
+
+@pytest.mark.parametrize("form, convs", [("basic", [(3, 8), (3, 8)]), ("bottleneck", [(1, 8), (3, 8), (1, 32)]),
+                                         ("one_layer", [(3, 8)])])
+def test_forms_have_the_papers_convolutions(form, convs):
+    layer = L.FullPreActivationUnit(8, form=form)
+    layer(_x())
+    found = [(l.kernel_size[0], l.filters) for l in layer.branch_layers if isinstance(l, L.TorchConv2D)]
+    assert found == convs
+
+
+@pytest.mark.parametrize("position, strided", [("first", 0), ("3x3", 1)])
+def test_stride_position_of_a_bottleneck(position, strided):
+    layer = L.FullPreActivationUnit(8, strides=2, form="bottleneck", stride_position=position)
+    layer(_x())
+    strides = [l.strides[0] for l in layer.branch_layers if isinstance(l, L.TorchConv2D)]
+    assert strides == [2 if i == strided else 1 for i in range(3)]
+
+
+def test_option_a_subsamples_and_pads_zero_channels_without_parameters():
+    layer = L.OriginalUnit(32, strides=2, projection="A")
+    x = _x((2, 8, 8, 16))
+    layer(x)
+    assert layer.projection_conv is None
+    shortcut = _np(layer._match_dimensions(x, training=False))
+    assert shortcut.shape == (2, 4, 4, 32)
+    np.testing.assert_array_equal(shortcut[..., :16], x[:, ::2, ::2, :])
+    np.testing.assert_array_equal(shortcut[..., 16:], 0.0)
+    branch_params = sum(l.count_params() for l in layer.branch_layers)
+    assert layer.count_params() == branch_params
+
+
+@pytest.mark.parametrize("projection, same_dims_projected", [("B", False), ("C", True)])
+def test_option_b_projects_only_where_dimensions_change_and_c_everywhere(projection, same_dims_projected):
+    widening = L.OriginalUnit(32, strides=2, projection=projection)
+    widening(_x((2, 8, 8, 16)))
+    same = L.OriginalUnit(16, projection=projection)
+    same(_x((2, 8, 8, 16)))
+    assert widening.projection_conv is not None and widening.projection_norm is not None
+    assert (same.projection_conv is not None) == same_dims_projected
+
+
+def test_option_a_cannot_narrow():
+    with pytest.raises(ValueError, match="Option A shortcuts can only widen"):
+        L.OriginalUnit(8, projection="A")(_x((2, 8, 8, 16)))
+
+
+def test_preactivated_shortcut_projects_the_preactivated_input():
+    layer = L.FullPreActivationUnit(16, strides=2, form="bottleneck", shortcut_from="preactivated",
+                                    projection_bn=False)
+    x = _x((2, 8, 8, 16))
+    layer(x)
+    _randomize_bn(layer)
+    bn = layer.branch_layers[0]
+    expected = layer.projection_conv(ops.relu(bn(x, training=False)))
+    assert layer.projection_norm is None
+    # With a zero residual branch the unit's output is its shortcut alone.
+    last = [l for l in layer.branch_layers if isinstance(l, L.TorchConv2D)][-1]
+    last.kernel.assign(np.zeros(last.kernel.shape, "float32"))
+    np.testing.assert_allclose(_np(layer(x, training=False)), _np(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_original_unit_has_no_preactivation_to_share():
+    with pytest.raises(ValueError, match="no pre-activation to share"):
+        L.OriginalUnit(16, shortcut_from="preactivated")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(filters=0), "filters"), (dict(filters=8, strides=3), "strides"),
+    (dict(filters=8, form="wide"), "form"), (dict(filters=8, shortcut="gated"), "shortcut"),
+    (dict(filters=8, projection="D"), "projection"), (dict(filters=8, stride_position="last"), "stride_position"),
+])
+def test_bad_unit_arguments_are_rejected_with_the_argument_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        L.FullPreActivationUnit(**kwargs)
+
+
+# -- Fig. 2 shortcut types ---------------------------------------------------------------------------
+
+
+def _pair(seed=0):
+    return _x((2, 4, 4, 8), seed), _x((2, 4, 4, 8), seed + 1)
+
+
+def _built(cls, **kwargs):
+    layer = cls(**kwargs)
+    layer.build((None, 4, 4, 8))
+    return layer
+
+
+def test_identity_shortcut_adds():
+    h, f = _pair()
+    np.testing.assert_allclose(_np(_built(L.IdentityShortcut)(h, f)), h + f, rtol=1e-6)
+
+
+@pytest.mark.parametrize("lam, mu", [(0.5, 0.5), (0.5, 1.0), (0.0, 1.0)])
+def test_constant_scaling_shortcut_scales_both_paths(lam, mu):
+    h, f = _pair()
+    layer = _built(L.ConstantScalingShortcut, shortcut_scale=lam, residual_scale=mu)
+    np.testing.assert_allclose(_np(layer(h, f)), lam * h + mu * f, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls, residual_gated", [(L.ExclusiveGatingShortcut, True),
+                                                 (L.ShortcutOnlyGatingShortcut, False)])
+def test_gating_shortcuts_use_a_sigmoid_gate_with_the_given_bias(cls, residual_gated):
+    h, f = _pair()
+    layer = _built(cls, gate_bias=-6.0)
+    np.testing.assert_array_equal(_np(layer.gate.bias), np.full(8, -6.0, "float32"))
+    layer.gate.kernel.assign(np.zeros(layer.gate.kernel.shape, "float32"))
+    g = 1.0 / (1.0 + np.exp(6.0))
+    expected = (1 - g) * h + (g * f if residual_gated else f)
+    np.testing.assert_allclose(_np(layer(h, f)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_conv1x1_shortcut_projects_the_raw_input():
+    layer = L.Conv1x1Shortcut(filters=16, strides=2)
+    layer.build((None, 8, 8, 8))
+    x, f = _x((2, 8, 8, 8)), _x((2, 4, 4, 16), 3)
+    np.testing.assert_allclose(_np(layer(x, f)), _np(layer.conv(x)) + f, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_shortcut_drops_only_in_training():
+    h, f = _pair()
+    layer = _built(L.DropoutShortcut, rate=0.5)
+    np.testing.assert_allclose(_np(layer(h, f, training=False)), h + f, rtol=1e-6)
+    kept = _np(layer(h, f, training=True)) - f
+    dropped = np.isclose(kept, 0.0, atol=1e-6)
+    assert 0.3 < dropped.mean() < 0.7
+    np.testing.assert_allclose(kept[~dropped], 2.0 * h[~dropped], rtol=1e-5)
+
+
+# -- Torch padding ------------------------------------------------------------------------------------
+
+
+def test_strided_conv_pads_symmetrically_like_torch():
+    x = _x((1, 8, 8, 3))
+    conv = L.TorchConv2D(4, 3, strides=2)
+    y = _np(conv(x))
+    reference = keras.layers.Conv2D(4, 3, strides=2, padding="valid", use_bias=False)
+    reference.build((None, 10, 10, 3))
+    reference.set_weights(conv.get_weights())
+    expected = _np(reference(np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))))
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    same = keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)
+    same.build((None, 8, 8, 3))
+    same.set_weights(conv.get_weights())
+    assert not np.allclose(_np(same(x)), y), "Keras 'same' is asymmetric here; the two must differ"
+
+
+def test_conv_initialisation_is_he_normal_over_fan_out():
+    conv = L.TorchConv2D(256, 3)
+    conv.build((None, 8, 8, 128))
+    std = float(np.std(_np(conv.kernel)))
+    assert abs(std - np.sqrt(2.0 / (3 * 3 * 256))) < 0.05 * np.sqrt(2.0 / (3 * 3 * 256))

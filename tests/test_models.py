@@ -1,0 +1,211 @@
+"""Model builders: exact parameter counts, FLOPs, the keras.applications contract, very deep nets."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_preresnet as kp
+from keras_preresnet import layers as L
+from keras_preresnet.models import ARCHITECTURES, public_name
+
+
+def trainable_params(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+
+
+# Exact values of the layouts (issue 2 / SPEC §2-§3).
+PARAMS = {
+    "ResNet20": 269_722, "ResNet32": 464_154, "ResNet44": 658_586, "ResNet56": 853_018,
+    "ResNet110": 1_727_962, "PreActResNet164": 1_703_258,
+    "ResNet18": 11_689_512, "ResNet34": 21_797_672, "ResNet50": 25_557_032, "ResNet101": 44_549_160,
+    "ResNet152": 60_192_808, "PreActResNet50": 25_557_160, "PreActResNet101": 44_549_288,
+    "PreActResNet152": 60_192_936, "PreActResNet200": 64_673_960,
+}
+DEEP_PARAMS = {"ResNet1202": 19_421_274, "PreActResNet1001": 10_327_706}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_trainable_parameters_are_exact(name):
+    assert trainable_params(getattr(kp, name)()) == PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(DEEP_PARAMS))
+def test_very_deep_nets_build_with_exact_parameters(name):
+    model = getattr(kp, name)()
+    assert trainable_params(model) == DEEP_PARAMS[name]
+    units = [l for l in model.layers if isinstance(l, L.ResidualUnit)]
+    assert len(units) == (200 * 3 if name == "ResNet1202" else 111 * 3)
+
+
+def test_cifar100_heads():
+    assert trainable_params(kp.PreActResNet164(classes=100)) == 1_726_388
+
+
+@pytest.mark.parametrize("name, paper_gflops", [("ResNet18", 1.8), ("ResNet34", 3.6), ("ResNet50", 3.8),
+                                                ("ResNet101", 7.6), ("ResNet152", 11.3)])
+def test_flops_match_resnet_paper_table1(name, paper_gflops):
+    flops = kp.count_flops(getattr(kp, name)()) / 1e9
+    assert abs(flops - paper_gflops) / paper_gflops < 0.03, flops
+
+
+def test_flops_of_the_released_resnet200_layout_match_timm():
+    assert abs(kp.count_flops(kp.PreActResNet200()) / 1e9 - 15.0) < 0.05
+
+
+def test_flops_need_a_fixed_input_size():
+    with pytest.raises(ValueError, match="fixed input size"):
+        kp.count_flops(kp.ResNet18(include_top=False))
+
+
+def test_every_named_architecture_has_a_public_builder():
+    for key in ARCHITECTURES:
+        builder = getattr(kp, public_name(key))
+        assert builder.__name__ == public_name(key)
+
+
+@pytest.mark.parametrize("depth, form, blocks", [(20, None, (3, 3, 3)), (164, None, (18, 18, 18)),
+                                                 (110, "bottleneck", (12, 12, 12)), (110, "one_layer", (36, 36, 36)),
+                                                 (1001, None, (111, 111, 111)), (1202, None, (200, 200, 200))])
+def test_cifar_depth_decides_units_per_stage(depth, form, blocks):
+    assert kp.models.stage_plan(depth, "cifar", form)[1] == blocks
+
+
+def test_bad_depths_are_rejected():
+    with pytest.raises(ValueError, match="6n\\+2"):
+        kp.build_resnet(21, unit="original")
+    with pytest.raises(ValueError, match="ImageNet ResNets exist for depths"):
+        kp.build_resnet(21, layout="imagenet")
+
+
+# -- the keras.applications contract ----------------------------------------------------------------
+
+
+def test_include_top_false_and_pooling():
+    features = kp.ResNet20(include_top=False)
+    assert features.output_shape == (None, None, None, 64)
+    pooled = kp.ResNet20(include_top=False, pooling="avg", input_shape=(40, 40, 3))
+    assert pooled.output_shape == (None, 64)
+    assert kp.ResNet20(include_top=False, pooling="max").output_shape == (None, 64)
+
+
+def test_classes_and_classifier_activation():
+    model = kp.ResNet20(classes=7, classifier_activation=None)
+    out = keras.ops.convert_to_numpy(model(np.zeros((2, 32, 32, 3), "float32")))
+    assert out.shape == (2, 7)
+    assert not np.allclose(out.sum(axis=1), 1.0)
+    probs = keras.ops.convert_to_numpy(kp.ResNet20()(np.ones((2, 32, 32, 3), "float32")))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_input_tensor_is_used():
+    inputs = keras.Input((48, 48, 3))
+    model = kp.PreActResNet110(input_tensor=inputs, include_top=False, pooling="avg")
+    assert model.inputs[0] is inputs
+    assert model.output_shape == (None, 64)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(weights="no/such/file.weights.h5"), "`weights` must be None, 'imagenet' or the path"),
+    (dict(weights="imagenet"), "No ImageNet weights are published for resnet20"),
+    (dict(input_shape=(4, 4, 3)), "at least 8x8"),
+    (dict(input_shape=(32, 32)), "input_shape"),
+    (dict(pooling="sum"), "pooling"),
+    (dict(classes=0), "classes"),
+])
+def test_bad_arguments_raise_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kp.ResNet20(**kwargs)
+
+
+def test_imagenet_weights_require_1000_classes_and_softmax(monkeypatch):
+    from keras_preresnet import weights as weights_lib
+
+    monkeypatch.setitem(weights_lib.PRETRAINED, "preact_resnet200", weights_lib.PRETRAINED.get("preact_resnet200", {}))
+    with pytest.raises(ValueError, match="`classes` must be 1000"):
+        kp.PreActResNet200(weights="imagenet", classes=10)
+    with pytest.raises(ValueError, match="`classifier_activation` must be None or 'softmax'"):
+        kp.PreActResNet200(weights="imagenet", classifier_activation="sigmoid")
+    with pytest.raises(ValueError, match="3 input channels"):
+        kp.PreActResNet200(weights="imagenet", include_top=False, input_shape=(224, 224, 1))
+
+
+def test_layer_names_are_stable_and_readable():
+    names = [layer.name for layer in kp.PreActResNet50().layers]
+    assert names[1:6] == ["conv1_conv", "conv1_bn", "conv1_relu", "pool1_pad", "pool1_pool"]
+    assert "conv2_block1" in names and "conv5_block3" in names
+    assert names[-4:] == ["post_bn", "post_relu", "avg_pool", "predictions"]
+    unit = kp.PreActResNet50().get_layer("conv3_block1")
+    assert [l.name for l in unit.branch_layers] == [
+        "conv3_block1_preact_bn", "conv3_block1_1_conv", "conv3_block1_1_bn", "conv3_block1_2_conv",
+        "conv3_block1_2_bn", "conv3_block1_3_conv"]
+    assert unit.projection_conv.name == "conv3_block1_0_conv"
+
+
+def test_released_resnet200_layout():
+    """SPEC §3: stride on the 3x3, conv-BN projection of the raw input, BN-ReLU opening every unit."""
+    model = kp.PreActResNet200()
+    units = [l for l in model.layers if isinstance(l, L.FullPreActivationUnit)]
+    assert [sum(1 for u in units if u.name.startswith(f"conv{s}_")) for s in (2, 3, 4, 5)] == [3, 24, 36, 3]
+    for unit in units:
+        assert unit.branch_ops_[:2] == ("bn", "relu") and unit.shortcut_from == "raw"
+        if unit.name.endswith("block1"):
+            assert unit.projection_conv is not None and unit.projection_norm is not None
+    assert units[3].stride_position == "3x3" and units[3].strides == 2
+
+
+def test_weights_file_round_trip(tmp_path):
+    model = kp.ResNet20(classes=5)
+    path = str(tmp_path / "r20.weights.h5")
+    model.save_weights(path)
+    restored = kp.ResNet20(classes=5, weights=path)
+    x = np.random.RandomState(0).rand(2, 32, 32, 3).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(model(x)))
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    path = str(tmp_path / "r20.weights.h5")
+    kp.ResNet20().save_weights(path)
+    with pytest.raises(ValueError, match="Could not load the weights file"):
+        kp.ResNet32(weights=path)
+
+
+# -- very deep nets: .keras round trip, mixed precision ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["PreActResNet1001", pytest.param("ResNet1202", marks=pytest.mark.slow)])
+def test_very_deep_nets_survive_keras_save_and_load(name, tmp_path):
+    model = getattr(kp, name)(input_shape=(32, 32, 3))
+    x = np.random.RandomState(0).rand(4, 32, 32, 3).astype("float32")
+    path = str(tmp_path / f"{name}.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    # An untrained 1000-layer net is only finite with batch statistics (training=True); the restored
+    # model then sees the same weights and the same batch.
+    expected = keras.ops.convert_to_numpy(model(x, training=True))
+    got = keras.ops.convert_to_numpy(restored(x, training=True))
+    assert np.isfinite(expected).all()
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_keeps_logits_and_bn_statistics_in_float32(policy):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = kp.build_resnet(14, unit="full_preactivation", classifier_activation=None)
+        out = model(np.random.RandomState(0).rand(2, 32, 32, 3).astype("float32"), training=True)
+        unit = model.get_layer("conv2_block1")
+        assert unit.compute_dtype == policy.split("_")[1]
+        assert unit.branch_layers[0].moving_mean.dtype == "float32"
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    assert np.isfinite(keras.ops.convert_to_numpy(out)).all()
+
+
+def test_kernel_regularizer_reaches_every_convolution_and_the_classifier():
+    model = kp.build_resnet(8, unit="original", kernel_regularizer=keras.regularizers.L2(1e-4))
+    model(np.zeros((1, 32, 32, 3), "float32"))
+    kernels = [l for l in model._flatten_layers(include_self=False, recursive=True)
+               if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
+    assert len(model.losses) == len(kernels) > 5
