@@ -426,7 +426,30 @@ def _match_maxpool(t, k):
         raise _mismatch(t, k, "Torch pools in ceil mode, Keras in floor mode")
 
 
+def _units_per_stage(nodes, stage_of):
+    counts = {}
+    for node in nodes:
+        if node.kind == "unit":
+            counts[stage_of(node)] = counts.get(stage_of(node), 0) + 1
+    return tuple(counts.values())
+
+
+def _check_depth(torch_nodes, keras_nodes):
+    """Compares residual units per stage first, so a file of another depth gets a plain message."""
+    # A stage is the run of units with the same output width.
+    torch_units = _units_per_stage(torch_nodes, lambda n: [c for c in n.branch if c.kind == "conv"][-1]
+                                   .module.get("nOutputPlane"))
+    keras_units = _units_per_stage(keras_nodes, lambda n: n.layer.output_filters)
+    if torch_units != keras_units:
+        raise ConversionError(
+            f"The Torch checkpoint has {sum(torch_units)} residual units, {torch_units} per stage; the Keras "
+            f"model {sum(keras_units)}, {keras_units} per stage: the file is of a different depth "
+            "(ResNet-200 has (3, 24, 36, 3))."
+        )
+
+
 def _match_model(torch_nodes, keras_nodes, plan):
+    _check_depth(torch_nodes, keras_nodes)
     i = j = 0
     while j < len(keras_nodes):
         k = keras_nodes[j]

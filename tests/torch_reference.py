@@ -85,14 +85,40 @@ class ReleasedPreActResNet(nn.Module):
         self.fc.weight.data, self.fc.bias.data = _t(linear.weight), _t(linear.bias)
         self.eval()
 
-    def forward(self, x):
+    def features(self, x):
         x = self.pool(F.relu(self.bn1(self.conv1(x))))
         x = self.stages(x)
-        x = self.avg(F.relu(self.post_bn(x)))
-        return self.fc(torch.flatten(x, 1))
+        return torch.flatten(self.avg(F.relu(self.post_bn(x))), 1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
 
     def logits(self, images_nhwc):
         """Logits for float32 NHWC images (already preprocessed)."""
         with torch.no_grad():
-            x = torch.from_numpy(np.ascontiguousarray(np.transpose(images_nhwc, (0, 3, 1, 2)), np.float32))
-            return self(x).numpy()
+            return self(_nchw(images_nhwc)).numpy()
+
+
+def _nchw(images_nhwc):
+    return torch.from_numpy(np.ascontiguousarray(np.transpose(images_nhwc, (0, 3, 1, 2)), np.float32))
+
+
+def save_with_centred_classifier(checkpoint, path, images):
+    """Saves a synthetic checkpoint whose classifier is centred on ``images`` and scaled to unit logits.
+
+    Average-pooled features of a random network are dominated by a constant; without this, every
+    image would get the same top-5 and top-5 agreement would prove little.
+    """
+    import torch7_writer
+
+    torch7_writer.save(path, checkpoint)
+    with torch.no_grad():
+        features = ReleasedPreActResNet(path).features(_nchw(images)).numpy().astype(np.float64)
+    linear = checkpoint.modules[-1]
+    weight = torch7_writer.parameter(linear, "weight").astype(np.float64)
+    mean_feature = features.mean(axis=0)
+    weight = weight / ((features - mean_feature) @ weight.T).std()
+    torch7_writer.set_parameter(linear, "weight", weight)
+    torch7_writer.set_parameter(linear, "bias", -weight @ mean_feature)
+    torch7_writer.save(path, checkpoint)
+    return path
