@@ -1,0 +1,147 @@
+"""weights='imagenet' resolution: cache, download (file:// only, never the network), conversion, errors.
+
+ResNet-200 is shrunk to (1, 2, 1, 1) units per stage for these tests by patching the depth table, so
+the whole path -- builder, cache, download, conversion, cached file, loading -- runs as it does for
+the real checkpoint.
+"""
+
+import os
+import socket
+
+import keras
+import numpy as np
+import pytest
+
+import torch7_writer as writer
+from keras_preresnet import datasets, models, preprocess_input, weights
+from torch_reference import ReleasedPreActResNet, save_with_centred_classifier
+
+BLOCKS = (1, 2, 1, 1)
+ENTRY = weights.PRETRAINED["preact_resnet200"]
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any attempt to reach a remote host fails the test."""
+    def refuse(self, address, *args):
+        raise AssertionError(f"test tried to open a network connection to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture(autouse=True)
+def small_resnet200(monkeypatch, tmp_path):
+    monkeypatch.setitem(models.IMAGENET_BLOCKS, 200, ("bottleneck", BLOCKS))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.delenv(weights.URL_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def images(cifar_dir):
+    raw, _ = datasets.load_cifar(cifar_dir, "cifar10", "test")
+    return preprocess_input(raw[:4])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, images):
+    """A synthetic 'resnet-200.t7' on a local 'mirror' and the reference logits of its network."""
+    path = str(tmp_path_factory.mktemp("mirror") / "resnet-200.t7")
+    save_with_centred_classifier(writer.released_preresnet(blocks=BLOCKS, seed=11), path, images)
+    return path, ReleasedPreActResNet(path).logits(images)
+
+
+def logits(model, images):
+    return keras.ops.convert_to_numpy(model(images, training=False))
+
+
+def offline(monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError("URL fetch failure: network unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", fail)
+
+
+def test_imagenet_downloads_converts_caches_and_matches_reference(monkeypatch, checkpoint, images):
+    path, reference = checkpoint
+    monkeypatch.setenv(weights.URL_ENV, "file://" + path)
+    model = models.PreActResNet200(weights="imagenet", classifier_activation=None)
+    np.testing.assert_allclose(logits(model, images), reference, atol=1e-4)
+    cached = sorted(os.listdir(weights.cache_dir()))
+    assert cached == sorted([ENTRY["keras_file"], ENTRY["torch_file"]])
+
+    # Later calls use the converted file alone.
+    os.remove(os.path.join(weights.cache_dir(), ENTRY["torch_file"]))
+    offline(monkeypatch)
+    again = models.PreActResNet200(weights="imagenet", classifier_activation=None)
+    np.testing.assert_allclose(logits(again, images), reference, atol=1e-4)
+
+
+def test_offline_error_names_the_url_and_both_ways_out(monkeypatch):
+    offline(monkeypatch)
+    with pytest.raises(weights.WeightsUnavailableError) as info:
+        models.PreActResNet200(weights="imagenet")
+    message = str(info.value)
+    assert ENTRY["url"] in message
+    assert weights.cache_dir() in message and "weights=<path" in message
+    assert not os.path.exists(os.path.join(weights.cache_dir(), ENTRY["keras_file"]))
+
+
+def test_checkpoint_put_into_the_cache_by_hand_is_used(monkeypatch, checkpoint, images):
+    path, reference = checkpoint
+    os.makedirs(weights.cache_dir())
+    os.symlink(path, os.path.join(weights.cache_dir(), ENTRY["torch_file"]))
+    offline(monkeypatch)
+    model = models.PreActResNet200(weights="imagenet", classifier_activation=None)
+    np.testing.assert_allclose(logits(model, images), reference, atol=1e-4)
+
+
+def test_mirror_url_argument(checkpoint):
+    path, _ = checkpoint
+    cached = weights.torch_checkpoint("preact_resnet200", url="file://" + path)
+    assert cached == os.path.join(weights.cache_dir(), ENTRY["torch_file"])
+    assert open(cached, "rb").read() == open(path, "rb").read()
+
+
+def test_corrupt_cached_checkpoint_is_reported_and_nothing_is_cached(monkeypatch, checkpoint):
+    os.makedirs(weights.cache_dir())
+    broken = os.path.join(weights.cache_dir(), ENTRY["torch_file"])
+    with open(broken, "wb") as f:
+        f.write(open(checkpoint[0], "rb").read()[:100_000])
+    with pytest.raises(ValueError, match=r"resnet-200.t7 could not be converted.*truncated.*Delete it"):
+        models.PreActResNet200(weights="imagenet")
+    assert os.listdir(weights.cache_dir()) == [ENTRY["torch_file"]]
+
+
+def test_headless_pooled_model_at_320_takes_the_pretrained_features(monkeypatch, checkpoint, images):
+    path, _ = checkpoint
+    monkeypatch.setenv(weights.URL_ENV, "file://" + path)
+    headless = models.PreActResNet200(weights="imagenet", include_top=False, pooling="avg",
+                                      input_shape=(320, 320, 3))
+    full = models.PreActResNet200(weights="imagenet", input_shape=(320, 320, 3))
+    features = keras.Model(full.input, full.get_layer("avg_pool").output)
+    x = np.random.RandomState(0).standard_normal((2, 320, 320, 3)).astype(np.float32)
+    np.testing.assert_allclose(logits(headless, x), logits(features, x), atol=1e-5)
+    assert np.abs(logits(headless, x)).max() > 0.1
+
+
+@pytest.mark.parametrize("kind", ["t7", "keras"])
+def test_weights_path_accepts_t7_and_keras_files(tmp_path, checkpoint, images, kind):
+    path, reference = checkpoint
+    if kind == "keras":
+        source = models.PreActResNet200(weights=path)
+        path = str(tmp_path / "converted.weights.h5")
+        source.save_weights(path)
+    model = models.PreActResNet200(weights=path, classifier_activation=None)
+    np.testing.assert_allclose(logits(model, images), reference, atol=1e-4)
+
+
+def test_keras_file_of_another_architecture_is_refused(tmp_path):
+    path = str(tmp_path / "other.weights.h5")
+    models.build_resnet(200, layout="imagenet", blocks=(1, 1, 1, 1)).save_weights(path)
+    with pytest.raises(ValueError, match="Could not load the weights file"):
+        models.PreActResNet200(weights=path)
+
+
+def test_unknown_architecture_has_no_imagenet_weights():
+    with pytest.raises(ValueError, match="preact_resnet200"):
+        weights.pretrained_weights("preact_resnet50")
