@@ -172,6 +172,8 @@ class Trainer:
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.eval_step = make_eval_step(self.model, self.strategy)
+        self.sync_statistics = make_sync_statistics(self.model, self.strategy)
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.work_dir, CHECKPOINT_DIR), max_to_keep=3)
@@ -224,6 +226,7 @@ class Trainer:
             wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != labels, tf.float32))
             return grads, loss, wrong
 
+        self.compute_gradients = gradients
         compute = tf.function(gradients, jit_compile=self.settings.xla)
 
         def replica_step(images, labels):
@@ -239,8 +242,6 @@ class Trainer:
             return strategy.reduce(sum_, loss, axis=None), strategy.reduce(sum_, wrong, axis=None)
 
         self.train_step = train_step
-        self.eval_step = make_eval_step(model, strategy)
-        self.sync_statistics = make_sync_statistics(model, strategy)
 
     # ------------------------------------------------------------------------------ the run
 

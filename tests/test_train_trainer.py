@@ -1,0 +1,157 @@
+"""The training loop on real CIFAR images: run files, learning, weight decay, precision, stops and resumes."""
+
+import csv
+import glob
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from train import configs, distribute, network, trainer
+
+CONFIG = configs.get_config("cifar10_preact_resnet110")
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+def _settings(model_dir, data_dir, **overrides):
+    values = dict(model_dir=str(model_dir), data_dir=str(data_dir), depth=8, batch_size=64, epochs=2,
+                  train_examples=1024, eval_examples=500, progress=False, recipe="cifar_public_code",
+                  lr_scaling="none")
+    values.update(overrides)
+    return trainer.Settings(**values)
+
+
+def _strategy():
+    return distribute.make_strategy("one_device")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, cifar_dir):
+    model_dir = tmp_path_factory.mktemp("run")
+    keras.utils.set_random_seed(0)
+    run = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), _strategy())
+    summary = run.run()
+    return model_dir, summary
+
+
+def test_run_writes_metrics_weights_curves_and_tensorboard_logs(finished_run):
+    model_dir, summary = finished_run
+    with open(model_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and [int(r["step"]) for r in rows] == [16, 32]
+    saved = json.loads((model_dir / "metrics.json").read_text())
+    assert saved["steps"] == 32 and saved["final_test_error"] == pytest.approx(float(rows[-1]["test_error"]), abs=1e-3)
+    assert saved["best_test_error"] == pytest.approx(min(float(r["test_error"]) for r in rows), abs=1e-3)
+    assert (model_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert glob.glob(str(model_dir / "logs" / "train" / "events.out.tfevents.*"))
+    assert glob.glob(str(model_dir / "logs" / "test" / "events.out.tfevents.*"))
+    assert not glob.glob(str(model_dir / "*.tmp-*"))
+    tags = set()
+    for path in glob.glob(str(model_dir / "logs" / "test" / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"test_error", "test_top5_error", "test_loss"} <= tags
+
+
+def test_run_learns_on_real_cifar_images(finished_run):
+    _, summary = finished_run
+    rows = json.loads((finished_run[0] / "metrics.json").read_text())
+    # Chance is 90% error on CIFAR-10; 32 steps of a 1-unit-per-stage net get well below it.
+    assert rows["best_test_error"] < 80
+    with open(finished_run[0] / "metrics.csv", newline="") as f:
+        losses = [float(r["train_loss"]) for r in csv.DictReader(f)]
+    assert losses[1] < losses[0] < np.log(10) + 0.2
+
+
+def test_saved_weights_reproduce_the_reported_test_error(finished_run, cifar_dir):
+    from train.evaluate import evaluate_weights
+
+    model_dir, summary = finished_run
+    result = evaluate_weights(CONFIG, str(model_dir / "last.weights.h5"), str(cifar_dir), depth=8, limit=500,
+                              strategy=_strategy())
+    assert result["images"] == 500
+    assert result["top1_error"] == pytest.approx(summary["final_test_error"], abs=1e-6)
+    assert result["top5_error"] == pytest.approx(summary["final_test_top5_error"], abs=1e-6)
+
+
+def test_finished_run_started_again_does_nothing_more(finished_run, cifar_dir):
+    model_dir, _ = finished_run
+    before = (model_dir / "metrics.csv").read_text()
+    summary = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), _strategy()).run()
+    assert summary["steps"] == 32 and (model_dir / "metrics.csv").read_text() == before
+
+
+def test_weight_decay_is_coupled_l2_on_every_trainable_weight(tmp_path, cifar_dir):
+    run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, train_examples=64, eval_examples=64,
+                                            weight_decay=0.01), _strategy())
+    run._set_frozen(0)
+    images = tf.random.normal([64, 32, 32, 3])
+    labels = tf.constant(np.arange(64) % 10, tf.int64)
+    with_decay, _, _ = run.compute_gradients(images, labels)
+    run.weight_decay = 0.0
+    run._make_steps()
+    without, _, _ = run.compute_gradients(images, labels)
+    variables = run.model.trainable_variables
+    names = {v.path for v in variables}
+    assert any("gamma" in n for n in names) and any("beta" in n for n in names) and any("bias" in n for n in names)
+    for variable, a, b in zip(variables, with_decay, without):
+        np.testing.assert_allclose((a - b).numpy(), 0.01 * variable.numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(finished_run, tmp_path, cifar_dir):
+    model_dir = tmp_path / "diverging"
+    shutil.copytree(finished_run[0], model_dir)
+    good = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    metrics = (model_dir / "metrics.csv").read_text()
+    run = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, epochs=3, learning_rate=1e12), _strategy())
+    with pytest.raises(trainer.TrainingError, match=r"(loss became (nan|inf)|weights became non-finite).*"
+                                                    r"last good checkpoint is kept"):
+        run.run()
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")) == good
+    assert (model_dir / "metrics.csv").read_text() == metrics
+    restored = network.build_network(CONFIG, 10, depth=8)
+    restored.load_weights(str(model_dir / "last.weights.h5"))
+    assert all(np.all(np.isfinite(w)) for w in restored.get_weights())
+
+
+def test_resuming_with_another_batch_size_is_refused(finished_run, tmp_path, cifar_dir):
+    model_dir = tmp_path / "other"
+    shutil.copytree(finished_run[0], model_dir)
+    with pytest.raises(trainer.TrainingError, match="other settings.*global_batch 64 -> 32"):
+        trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, batch_size=32, epochs=3), _strategy()).run()
+
+
+@pytest.mark.parametrize("precision,xla", [("mixed_float16", False), ("mixed_bfloat16", False), ("float32", True)])
+def test_precision_and_xla_train_with_float32_weights_and_logits(precision, xla, tmp_path, cifar_dir):
+    run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, precision=precision, xla=xla, epochs=1,
+                                            batch_size=32, train_examples=64, eval_examples=32), _strategy())
+    summary = run.run()
+    assert summary["steps"] == 2 and np.isfinite(summary["final_test_error"])
+    assert all(v.dtype == "float32" for v in run.model.weights)
+    assert run.model.output.dtype == "float32"
+    conv = run.model.get_layer("conv1_conv")
+    assert conv.compute_dtype == {"float32": "float32", "mixed_float16": "float16",
+                                  "mixed_bfloat16": "bfloat16"}[precision]
+    if precision == "mixed_float16":
+        assert isinstance(run.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_bad_settings_are_refused_up_front(tmp_path, cifar_dir):
+    with pytest.raises(ValueError, match="--freeze_backbone needs pretrained weights"):
+        trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, freeze_backbone=True), _strategy())
+    with pytest.raises(ValueError, match="either --epochs or --steps"):
+        trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, steps=5), _strategy())
+    with pytest.raises(ValueError, match="positive multiple"):
+        distribute.global_batch_size(distribute.make_strategy("one_device"), 0)
+    with pytest.raises(ValueError, match="precision"):
+        trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, precision="float8"), _strategy())
+    assert not os.path.exists(tmp_path / "checkpoints")
