@@ -16,7 +16,7 @@ import torchfile
 import torch7_writer as writer
 from keras_preresnet import convert, datasets, models, preprocess_input, torch7
 from keras_preresnet.convert import ConversionError
-from torch_reference import ReleasedPreActResNet, save_with_centred_classifier
+from torch_reference import ReleasedPreActResNet, centred_checkpoint, save_with_centred_classifier
 
 BLOCKS = (1, 2, 1, 1)
 TOLERANCE = 1e-4  # max |logit difference| in float32 (issue 3)
@@ -52,8 +52,7 @@ def images(cifar_dir):
 @pytest.fixture(scope="module")
 def released(tmp_path_factory, images):
     """A reduced-depth checkpoint as released (cudnn classes, no biases, flat storage) and its reference logits."""
-    path = write(tmp_path_factory.mktemp("released"), images=images)
-    return path, ReleasedPreActResNet(path).logits(images)
+    return centred_checkpoint(tmp_path_factory.mktemp("released") / "model.t7", images, blocks=BLOCKS)
 
 
 def assert_parity(keras_logits, torch_logits):

@@ -12,9 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-import torch7_writer as writer
 from keras_preresnet import datasets, models, preprocess_input, weights
-from torch_reference import ReleasedPreActResNet, save_with_centred_classifier
+from torch_reference import centred_checkpoint
 
 BLOCKS = (1, 2, 1, 1)
 ENTRY = weights.PRETRAINED["preact_resnet200"]
@@ -45,9 +44,7 @@ def images(cifar_dir):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, images):
     """A synthetic 'resnet-200.t7' on a local 'mirror' and the reference logits of its network."""
-    path = str(tmp_path_factory.mktemp("mirror") / "resnet-200.t7")
-    save_with_centred_classifier(writer.released_preresnet(blocks=BLOCKS, seed=11), path, images)
-    return path, ReleasedPreActResNet(path).logits(images)
+    return centred_checkpoint(tmp_path_factory.mktemp("mirror") / "resnet-200.t7", images, blocks=BLOCKS, seed=11)
 
 
 def logits(model, images):

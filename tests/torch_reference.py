@@ -122,3 +122,12 @@ def save_with_centred_classifier(checkpoint, path, images):
     torch7_writer.set_parameter(linear, "bias", -weight @ mean_feature)
     torch7_writer.save(path, checkpoint)
     return path
+
+
+def centred_checkpoint(path, images, **options):
+    """Writes a synthetic released-layout checkpoint (``torch7_writer.released_preresnet(**options)``)
+    centred on ``images``; returns its path and the reference logits of ``images``."""
+    import torch7_writer
+
+    save_with_centred_classifier(torch7_writer.released_preresnet(**options), str(path), images)
+    return str(path), ReleasedPreActResNet(str(path)).logits(images)
