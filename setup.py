@@ -11,6 +11,7 @@ EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist>=3", "jax[cpu]>=0.4.30", "torch==2.13.0", "torchfile>=0.1.0"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name not in ("tf", "tf-cpu") for req in reqs})
+EXTRAS["bench"] = ["timm>=1.0.29"]  # kept out of "all": timm pulls a torchvision built for CUDA torch
 
 setup(
     name="keras_preresnet",
