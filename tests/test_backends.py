@@ -1,0 +1,62 @@
+"""The same weights give the same outputs on Keras' TensorFlow, JAX and PyTorch backends."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import keras_preresnet as kp
+
+BACKENDS = ["tensorflow", "jax", "torch"]
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import keras_preresnet as kp
+    model = kp.build_resnet(20, unit=sys.argv[1], shortcut=sys.argv[2], projection="B")
+    model.load_weights(sys.argv[3])
+    x = np.load(sys.argv[4])
+    np.save(sys.argv[5], np.asarray(model.predict(x, verbose=0)))
+    folded = kp.fold_batchnorm(model)
+    np.save(sys.argv[5] + ".folded.npy", np.asarray(folded.predict(x, verbose=0)))
+""")
+
+
+def _installed(backend):
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("unit, shortcut", [("full_preactivation", "identity"),
+                                            ("original", "exclusive_gating")])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backend_gives_the_same_outputs(backend, unit, shortcut, tmp_path):
+    if backend == keras.backend.backend():
+        pytest.skip("this process already runs that backend")
+    if not _installed(backend):
+        pytest.fail(f"backend {backend} is not installed; `pip install -e .[test]` installs it")
+    model = kp.build_resnet(20, unit=unit, shortcut=shortcut, projection="B")
+    rng = np.random.RandomState(0)
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c),
+                               rng.uniform(0.5, 2, c)])
+    weights, inputs, outputs = (str(tmp_path / n) for n in ("w.weights.h5", "x.npy", "y.npy"))
+    model.save_weights(weights)
+    x = rng.rand(4, 32, 32, 3).astype("float32")
+    np.save(inputs, x)
+    env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="")
+    subprocess.run([sys.executable, "-c", SCRIPT, unit, shortcut, weights, inputs, outputs],
+                   env=env, check=True, timeout=600)
+    expected = np.asarray(model.predict(x, verbose=0))
+    np.testing.assert_allclose(np.load(outputs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.load(outputs + ".folded.npy"), expected, rtol=1e-4, atol=1e-5)
