@@ -9,11 +9,13 @@ Signatures (``saved_model_cli show --all`` lists them):
 Both return ``probabilities`` ``float32 [batch, classes]``, ``classes`` ``int32 [batch, k]`` (the top-k
 class ids, best first, k = min(5, classes)) and ``labels`` ``string [batch, k]``.
 
-The model is written with ``keras.export.ExportArchive``, which tracks the Keras 3 variables itself
-(a bare ``tf.Module`` that does not converts to an all-NaN TFLite model, SPEC §5).
+The SavedModel is a ``tf.Module`` that tracks the model's TensorFlow variables (``v.value``) and whose
+functions close over the Keras model. Tracking the variables is what keeps a converted TFLite model from
+being all NaN (SPEC §5); not tracking the Keras model itself is what stores each weight once:
+``keras.export.ExportArchive`` (and a module holding the model as an attribute) writes every variable
+twice, once per Python wrapper, doubling the files and the memory of the server that restores them.
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -28,10 +30,13 @@ TOP_K = 5
 PROBABILITIES_SIGNATURE = "probabilities"
 
 
-def _archive(model):
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    return archive
+def _module(model, **functions):
+    """A tf.Module holding the model's variables once and ``functions`` (tf.functions over the model)."""
+    module = tf.Module()
+    module.model_variables = [variable.value for variable in model.variables]
+    for name, function in functions.items():
+        setattr(module, name, function)
+    return module
 
 
 def _float_spec(servable):
@@ -39,8 +44,8 @@ def _float_spec(servable):
     return tf.TensorSpec([None, size, size, 3], tf.float32, name=FLOAT_INPUT)
 
 
-def serving_archive(servable):
-    """The TF Serving archive of ``servable`` with the two signatures above."""
+def serving_module(servable):
+    """The TF Serving module of ``servable`` and its signatures ``{name: tf.function}``."""
     model = servable.model
     labels = tf.constant(servable.labels, tf.string)
     k = min(TOP_K, len(servable.labels))
@@ -63,31 +68,34 @@ def serving_archive(servable):
         )
         return classify(inputs)
 
-    archive = _archive(model)
-    archive.add_endpoint(
-        SERVING_SIGNATURE, serve_images, input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)]
-    )
-    archive.add_endpoint(PREPROCESSED_SIGNATURE, classify, input_signature=[_float_spec(servable)])
-    return archive
+    signatures = {
+        SERVING_SIGNATURE: tf.function(
+            serve_images, input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)]
+        ),
+        PREPROCESSED_SIGNATURE: tf.function(classify, input_signature=[_float_spec(servable)]),
+    }
+    return _module(model, **signatures), signatures
+
+
+def _save(module, signatures, path):
+    tf.saved_model.save(module, path, signatures=signatures)
+    return path
 
 
 def write(servable, path):
     """Writes the serving SavedModel of ``servable`` to the folder ``path``."""
-    serving_archive(servable).write_out(path, verbose=False)
-    return path
+    return _save(*serving_module(servable), path)
 
 
 def write_probabilities_only(servable, path):
     """A SavedModel with one float-in, probabilities-out signature: the converters' input."""
     model = servable.model
-    archive = _archive(model)
-    archive.add_endpoint(
-        PROBABILITIES_SIGNATURE,
-        lambda inputs: {"probabilities": tf.cast(model(inputs, training=False), tf.float32)},
-        input_signature=[_float_spec(servable)],
-    )
-    archive.write_out(path, verbose=False)
-    return path
+
+    def probabilities(inputs):
+        return {"probabilities": tf.cast(model(inputs, training=False), tf.float32)}
+
+    signatures = {PROBABILITIES_SIGNATURE: tf.function(probabilities, input_signature=[_float_spec(servable)])}
+    return _save(_module(model, **signatures), signatures, path)
 
 
 def verify(path, reference, image_files, preprocessed, batch_size=16):

@@ -48,6 +48,14 @@ def test_signatures_inputs_and_outputs(exported):
         assert outputs["labels"].dtype == tf.string and outputs["labels"].shape.as_list() == [None, 5]
 
 
+def test_each_weight_is_stored_once(exported):
+    stored = tf.train.load_checkpoint(os.path.join(exported["path"], "variables", "variables"))
+    shapes = {k: v for k, v in stored.get_variable_to_shape_map().items() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    model = exported["servable"].model
+    assert len(shapes) == len(model.variables)
+    assert sum(int(np.prod(shape)) for shape in shapes.values()) == model.count_params()
+
+
 def test_serving_default_on_jpeg_and_png_bytes_matches_keras(exported):
     encoded = images.read_encoded(exported["files"])
     assert {os.path.splitext(f)[1] for f in exported["files"]} == {".jpg", ".png"}
