@@ -329,11 +329,10 @@ def _match_conv(t, k, plan, follower):
     pad = int(_number(t, "padH", "padding", default=0)), int(_number(t, "padW", "padding", default=0))
     if int(_number(t, "groups", default=1)) != 1:
         raise _mismatch(t, k, "grouped convolutions are not supported")
-    expected = (kh, kw, n_in, layer.filters)
     if tuple(layer.kernel.shape) != (kh, kw, n_in, n_out):
         raise _mismatch(
             t, k, f"Torch weight [out, in, kh, kw] = {list(weight.shape)}, Keras kernel [kh, kw, in, out] = "
-                  f"{list(layer.kernel.shape)} (a Torch-shaped kernel would be {list(expected[:3]) + [n_out]})"
+                  f"{list(layer.kernel.shape)}"
         )
     if tuple(layer.strides) != torch_stride:
         raise _mismatch(t, k, f"Torch stride {torch_stride}, Keras stride {tuple(layer.strides)}")

@@ -163,8 +163,9 @@ def test_wrong_weight_shape_is_refused(tmp_path):
 @pytest.mark.parametrize("file_blocks", [(1, 1, 1, 1), (1, 2, 2, 1)])
 def test_checkpoint_of_another_depth_is_refused(tmp_path, file_blocks):
     path = write(tmp_path, blocks=file_blocks)
-    with pytest.raises(ConversionError, match=rf"{sum(file_blocks)} residual units, \({', '.join(map(str, file_blocks))}\) "
-                                              r"per stage; the Keras model 5, \(1, 2, 1, 1\).*different depth"):
+    per_stage = ", ".join(map(str, file_blocks))
+    with pytest.raises(ConversionError, match=rf"{sum(file_blocks)} residual units, \({per_stage}\) per stage; "
+                                              r"the Keras model 5, \(1, 2, 1, 1\).*different depth"):
         convert.convert(path, keras_model())
 
 
