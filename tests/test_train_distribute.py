@@ -1,0 +1,121 @@
+"""Distribution: MirroredStrategy over 2 logical CPU devices, MultiWorkerMirroredStrategy with 2 worker
+processes on 127.0.0.1, and the global / per-replica batch rule."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from train import distribute
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--config=cifar10_preact_resnet110", "--depth=8", "--recipe=cifar_public_code", "--lr_scaling=none",
+         "--epochs=1", "--batch_size=32", "--train_examples=128", "--eval_examples=64", "--noprogress"]
+
+
+class _Replicas:
+    def __init__(self, count):
+        self.num_replicas_in_sync = count
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra)
+    if "TF_CONFIG" not in extra:
+        env.pop("TF_CONFIG", None)
+    return env
+
+
+def test_global_batch_splits_evenly_over_replicas():
+    assert distribute.global_batch_size(_Replicas(4), 256) == 256
+    assert distribute.global_batch_size(_Replicas(4), None, per_replica_batch_size=32) == 128
+    with pytest.raises(ValueError, match="multiple of the 3 replicas"):
+        distribute.global_batch_size(_Replicas(3), 128)
+    with pytest.raises(ValueError, match="not both"):
+        distribute.global_batch_size(_Replicas(2), 128, per_replica_batch_size=64)
+
+
+def test_multi_worker_without_tf_config_says_what_to_set(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG environment variable"):
+        distribute.make_strategy("multi_worker")
+
+
+MIRRORED_CHECK = textwrap.dedent("""
+    import json, sys
+    from train import configs, distribute, trainer
+    distribute.configure_cpu_devices(2)
+    strategy = distribute.make_strategy("mirrored")
+    settings = trainer.Settings(model_dir=sys.argv[1], data_dir=sys.argv[2], depth=8, epochs=1, batch_size=32,
+                                train_examples=128, eval_examples=64, progress=False, recipe="cifar_public_code")
+    run = trainer.Trainer(configs.get_config("cifar10_preact_resnet110"), settings, strategy)
+    summary = run.run()
+    # Largest difference between the two replicas' copies of any weight (BN statistics included).
+    spread = max(float(abs(v.value.values[0] - v.value.values[1]).numpy().max()) for v in run.model.weights)
+    print(json.dumps(dict(replicas=strategy.num_replicas_in_sync, spread=spread, summary=summary,
+                          devices=[str(v) for v in run.model.weights[0].value.values])))
+""")
+
+
+def test_mirrored_strategy_over_two_logical_cpus_keeps_replicas_identical(tmp_path, cifar_dir):
+    result = subprocess.run([sys.executable, "-c", MIRRORED_CHECK, str(tmp_path), str(cifar_dir)], cwd=REPO,
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2 and report["summary"]["replicas"] == 2
+    assert report["summary"]["global_batch"] == 32 and report["summary"]["steps"] == 4
+    assert report["spread"] == 0.0
+    assert np.isfinite(report["summary"]["final_test_error"])
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _weights(path):
+    values = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: values.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return values
+
+
+def test_multi_worker_with_two_processes_finishes_with_identical_weights(tmp_path, cifar_dir):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    model_dir = tmp_path / "run"
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "train", *SMALL, "--strategy=multi_worker", f"--data_dir={cifar_dir}",
+             f"--model_dir={model_dir}"],
+            cwd=REPO, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=400)[0])
+    finally:
+        for process in processes:
+            process.kill()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    chief = _weights(model_dir / "last.weights.h5")
+    other = _weights(model_dir / "workers" / "worker_1" / "last.weights.h5")
+    assert chief.keys() == other.keys() and len(chief) > 20
+    for key in chief:
+        np.testing.assert_array_equal(chief[key], other[key], err_msg=key)
+    summary = json.loads((model_dir / "metrics.json").read_text())
+    assert summary["replicas"] == 2 and summary["steps"] == 128 // 32
+    # Only the chief writes the run's files.
+    assert not (model_dir / "workers" / "worker_1" / "metrics.json").exists()
