@@ -6,9 +6,9 @@ import os
 from train.reporting import CURVES_PNG, atomic_write
 
 
-def plot_curves(rows, path, title=""):
-    """Draws ``rows`` of metrics.csv to ``path`` (PNG), training loss (left axis, dashed) and test
-    error in % (right axis, solid) against iterations."""
+def draw_curves(rows, title=""):
+    """A figure of ``rows`` of metrics.csv: training loss (left axis, dashed) and test error in %
+    (right axis, solid) against iterations."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,6 +27,14 @@ def plot_curves(rows, path, title=""):
     if title:
         loss_axis.set_title(title)
     figure.tight_layout()
+    return figure
+
+
+def plot_curves(rows, path, title=""):
+    """Draws ``rows`` to the PNG file ``path``."""
+    from matplotlib import pyplot as plt
+
+    figure = draw_curves(rows, title)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
