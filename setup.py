@@ -7,10 +7,10 @@ EXTRAS = {
     "tf-cpu": ["tensorflow-cpu>=2.21,<2.22"],
     "train": ["tensorflow-datasets>=4.9.10", "importlib_resources", "matplotlib>=3.8", "tensorboard>=2.21"],
     "export": ["ai-edge-litert>=2.3", "tf2onnx>=1.17", "onnxruntime>=1.20", "onnx>=1.17"],
-    "convert": [],  # the Torch7 reader is built in (keras_preresnet.torch7); torchfile is used only by tests
     "test": ["pytest>=8", "pytest-xdist>=3", "jax[cpu]>=0.4.30", "torch==2.13.0", "torchfile>=0.1.0"],
 }
-EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name not in ("tf", "tf-cpu") for req in reqs})
+# Every optional feature (training, export); `test` adds what the test suite needs on top.
+EXTRAS["all"] = sorted(set(EXTRAS["train"] + EXTRAS["export"]))
 EXTRAS["bench"] = ["timm>=1.0.29"]  # kept out of "all": timm pulls a torchvision built for CUDA torch
 
 setup(

@@ -70,7 +70,7 @@ ARCHITECTURES = {
     "preact_resnet164": dict(depth=164, unit="full_preactivation", layout=CIFAR, paper_error="5.46"),
     "preact_resnet1001": dict(depth=1001, unit="full_preactivation", layout=CIFAR, paper_error="4.92"),
     "resnet18": dict(depth=18, unit="original", layout=IMAGENET, paper_error="27.88"),
-    "resnet34": dict(depth=34, unit="original", layout=IMAGENET, paper_error="21.53"),
+    "resnet34": dict(depth=34, unit="original", layout=IMAGENET, paper_error="21.84"),
     "resnet50": dict(depth=50, unit="original", layout=IMAGENET, paper_error="20.74"),
     "resnet101": dict(depth=101, unit="original", layout=IMAGENET, paper_error="19.87"),
     "resnet152": dict(depth=152, unit="original", layout=IMAGENET, paper_error="19.38"),
