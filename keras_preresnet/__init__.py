@@ -17,6 +17,7 @@ from keras_preresnet.layers import (
     ShortcutOnlyGatingShortcut,
     TorchConv2D,
 )
+from keras_preresnet.preprocessing import decode_predictions, imagenet_classes, preprocess_input
 from keras_preresnet.models import (
     ARCHITECTURES,
     PreActResNet18,
@@ -47,4 +48,3 @@ from keras_preresnet.models import (
 )
 
 __version__ = "0.1.0"
-from keras_preresnet.preprocessing import decode_predictions, imagenet_classes, preprocess_input
