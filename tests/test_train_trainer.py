@@ -155,3 +155,20 @@ def test_bad_settings_are_refused_up_front(tmp_path, cifar_dir):
     with pytest.raises(ValueError, match="precision"):
         trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, precision="float8"), _strategy())
     assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_corrupt_image_stops_with_a_data_error(tmp_path, cifar_dir):
+    from keras_preresnet.datasets import load_cifar
+    from train import data
+
+    images, labels = load_cifar(cifar_dir, "cifar10", "test")
+    for split, count in (("train", 8), ("test", 4)):
+        for i in range(count):
+            folder = tmp_path / "images" / split / f"class{labels[i] % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(images[i]))
+    (tmp_path / "images" / "train" / "class0" / "broken.png").write_bytes(b"\x89PNG truncated")
+    run = trainer.Trainer(CONFIG, _settings(tmp_path / "run", tmp_path / "images", batch_size=9, epochs=1),
+                          _strategy())
+    with pytest.raises(data.DataError, match="Could not read a training image"):
+        run.run()

@@ -97,6 +97,7 @@ class Config:
 
 
 DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet2012": 1000}
+_DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
 # Published CIFAR-10/100 test errors (%) of the main comparisons (Table 3; ResNet-110 from Table 2).
 _PAPER_ERRORS = {
@@ -165,7 +166,7 @@ def _build_configs():
             kind = "pre-activation" if spec["unit"] == "full_preactivation" else "original"
             configs.append(_cifar_config(
                 f"{dataset}_{architecture}",
-                f"{dataset.upper()} {kind} ResNet-{spec['depth']} (Tables 2-4)",
+                f"{_DATASET_NAMES[dataset]} {kind} ResNet-{spec['depth']} (Tables 2-4)",
                 dataset, spec["depth"], spec["unit"], _form(spec["depth"]), architecture,
                 paper_error=_PAPER_ERRORS.get((dataset, architecture), "-"),
             ))
@@ -185,7 +186,7 @@ def _build_configs():
             ))
     for unit, prefix, error in (("original", "resnet110", "9.90"), ("full_preactivation", "preact_resnet110", "8.91")):
         configs.append(_cifar_config(
-            f"cifar10_{prefix}_1layer", f"CIFAR-10 {prefix} of 1-layer units (Table 3)",
+            f"cifar10_{prefix}_1layer", f"CIFAR-10 {unit.replace('_', '-')} ResNet-110 of 1-layer units (Table 3)",
             "cifar10", 110, unit, "one_layer", paper_error=error,
         ))
     for architecture in ("preact_resnet200", "resnet50", "preact_resnet50", "resnet152", "preact_resnet152"):
