@@ -93,3 +93,22 @@ def test_evaluate_refuses_missing_weights(tmp_path, cifar_dir):
     result = _train("--config=cifar10_preact_resnet110", f"--weights={tmp_path / 'none.weights.h5'}",
                     f"--data_dir={cifar_dir}", module="train.evaluate")
     assert result.returncode == 1 and "`weights` must be None, 'imagenet' or the path" in result.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, cifar_dir):
+    model_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "train", *SMALL, f"--data_dir={cifar_dir}", f"--model_dir={model_dir}",
+               "--epochs=50", "--batch_size=32", "--train_examples=256", "--eval_examples=64", "--noprogress"]
+    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 300
+    while not (model_dir / "logs").is_dir():  # created once the run has restored or initialised its state
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "start the same command again to resume" in stderr
+    saved = int(stdout.split("checkpoint saved at step ")[1].split(".")[0])
+    assert saved in _checkpoint_steps(model_dir)

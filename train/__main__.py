@@ -106,8 +106,9 @@ def main(argv):
 
 
 def run():
-    __doc_with_configs = sys.modules[__name__].__doc__ + "\n" + configs_table()
-    sys.modules[__name__].__doc__ = __doc_with_configs
+    # absl prints the main module's docstring as the usage of --help: list the configs there.
+    module = sys.modules[__name__]
+    module.__doc__ += "\n" + configs_table()
     app.run(main)
 
 

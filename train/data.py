@@ -50,6 +50,9 @@ CROP_ASPECT = (3 / 4, 4 / 3)
 SCALE_RANGE = (256, 480)
 CIFAR_PADDING = 4
 CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
+# Images held decoded in memory (CIFAR) are shuffled completely; encoded files (ImageNet, image folders)
+# through a buffer of this many (TFDS writes its shards already shuffled).
+ENCODED_SHUFFLE_BUFFER = 10_000
 
 
 class DataError(ValueError):
@@ -333,8 +336,7 @@ def eval_transform(augmentation, dataset, image_size, resize, crop="center", enc
 # ------------------------------------------------------------------------------------- pipelines
 
 
-def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0, seed=0,
-                     shuffle_buffer=50_000):
+def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0, seed=0):
     """A ``distribute_datasets_from_function`` function for one epoch of ``steps`` steps, from ``start_step``.
 
     The order of an epoch depends only on ``seed`` and ``epoch``, so a run resumed mid-epoch skips
@@ -345,8 +347,8 @@ def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0
         per_replica = context.get_per_replica_batch_size(global_batch)
         per_pipeline = global_batch // context.num_input_pipelines
         replicas_per_pipeline = per_pipeline // per_replica
-        ds = source.dataset.shuffle(min(shuffle_buffer, source.num_examples), seed=seed * 1000 + epoch,
-                                    reshuffle_each_iteration=False)
+        buffer = min(ENCODED_SHUFFLE_BUFFER, source.num_examples) if source.encoded else source.num_examples
+        ds = source.dataset.shuffle(buffer, seed=seed * 1000 + epoch, reshuffle_each_iteration=False)
         ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
         ds = ds.skip(start_step * per_pipeline)
         ds = ds.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -265,16 +265,37 @@ class Trainer:
         return True
 
     def run(self):
-        s = self.settings
+        """Trains to the end of the schedule, resuming from the last checkpoint; returns the summary."""
         restored = self.manager.restore_or_initialize()
         self._check_same_run()
         step = int(self.step.numpy())
-        steps_per_epoch, total = self.schedule.steps_per_epoch, self.schedule.total_steps
         rows = [row for row in reporting.read_metrics(self.work_dir) if row["step"] <= step] if self.chief else []
         if restored and self.chief:
             print(f"Resuming {self.config.name} from step {step} ({restored}).", flush=True)
         writers = self._summary_writers()
         started = time.time()
+        try:
+            rows = self._train(step, rows, writers)
+        except KeyboardInterrupt:
+            # Between two steps the weights and the step counter agree: keep the progress. (Under
+            # multi_worker the other workers would wait for this one's collectives: skip it there.)
+            if distribute.task(self.strategy)[0] is None and self._save():
+                print(f"Interrupted: checkpoint saved at step {int(self.step.numpy())}.", flush=True)
+            raise
+        summary = self._summary(rows, time.time() - started)
+        if self.chief:
+            reporting.write_summary(self.work_dir, summary)
+        else:
+            _save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
+        # Workers leave together: one that exits while another still writes looks like a crash to
+        # the cluster's coordination service.
+        self.sync_statistics()
+        return summary
+
+    def _train(self, step, rows, writers):
+        """Trains from ``step`` to the end of the schedule; returns the metrics rows."""
+        s = self.settings
+        steps_per_epoch, total = self.schedule.steps_per_epoch, self.schedule.total_steps
         while step < total:
             epoch = step // steps_per_epoch
             start = step % steps_per_epoch
@@ -340,15 +361,7 @@ class Trainer:
                       f"{row['images_per_second']:.1f} images/s", flush=True)
             rows = [r for r in rows if r["epoch"] != epoch + 1] + [row]
             self._epoch_end(rows, row, writers)
-        summary = self._summary(rows, time.time() - started)
-        if self.chief:
-            reporting.write_summary(self.work_dir, summary)
-        else:
-            _save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
-        # Workers leave together: one that exits while another still writes looks like a crash to
-        # the cluster's coordination service.
-        self.sync_statistics()
-        return summary
+        return rows
 
     def _summary_writers(self):
         if not self.chief:
