@@ -102,6 +102,23 @@ def _save_weights_atomically(model, path):
     os.replace(temporary, path)
 
 
+class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``values[i]`` from step ``boundaries[i - 1]`` on (steps counted from 0): the rate of
+    ``configs.ResolvedSchedule.learning_rate``. (Keras' PiecewiseConstantDecay switches one step later.)"""
+
+    def __init__(self, boundaries, values):
+        self.boundaries = [int(b) for b in boundaries]
+        self.values = [float(v) for v in values]
+
+    def __call__(self, step):
+        index = keras.ops.sum(keras.ops.cast(
+            keras.ops.greater_equal(keras.ops.cast(step, "int64"), self.boundaries), "int32"))
+        return keras.ops.take(keras.ops.convert_to_tensor(self.values, "float32"), index)
+
+    def get_config(self):
+        return {"boundaries": self.boundaries, "values": self.values}
+
+
 class Trainer:
     """Trains ``config`` with ``settings`` under ``strategy``; ``run()`` returns the final summary."""
 
@@ -160,10 +177,8 @@ class Trainer:
                 init_weights=s.init_weights,
                 init_classes=configs.DATASET_CLASSES.get(self.config.dataset) if s.init_weights else None,
             )
-            lr = keras.optimizers.schedules.PiecewiseConstantDecay(
-                list(self.schedule.boundaries), list(self.schedule.values))
             optimizer = keras.optimizers.SGD(
-                learning_rate=lr, momentum=self.recipe.momentum,
+                learning_rate=StepSchedule(self.schedule.boundaries, self.schedule.values), momentum=self.recipe.momentum,
                 nesterov=self.recipe.nesterov if s.nesterov is None else s.nesterov,
             )
             if s.precision == "mixed_float16":
@@ -330,8 +345,9 @@ class Trainer:
                 wrong_sum += wrong
                 lr = self.schedule.learning_rate(step - 1)
                 if progress:
-                    done = i + 1 - start
-                    progress.update(i + 1, [("loss", loss_sum / done), ("error", 100 * wrong_sum / (done * self.global_batch)), ("lr", lr)])
+                    done = (i + 1 - start) * self.global_batch
+                    progress.update(i + 1, [("loss", loss_sum * self.global_batch / done),
+                                            ("error", 100 * wrong_sum / done), ("lr", lr)])
                 if writers:
                     with writers[0].as_default(step=step):
                         tf.summary.scalar("loss", loss)
