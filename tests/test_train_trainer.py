@@ -130,7 +130,11 @@ def test_resuming_with_another_batch_size_is_refused(finished_run, tmp_path, cif
         trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, batch_size=32, epochs=3), _strategy()).run()
 
 
-@pytest.mark.parametrize("precision,xla", [("mixed_float16", False), ("mixed_bfloat16", False), ("float32", True)])
+@pytest.mark.parametrize("precision,xla", [
+    ("mixed_float16", False),
+    pytest.param("mixed_bfloat16", False, marks=pytest.mark.slow),
+    pytest.param("float32", True, marks=pytest.mark.slow),
+])
 def test_precision_and_xla_train_with_float32_weights_and_logits(precision, xla, tmp_path, cifar_dir):
     run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, precision=precision, xla=xla, epochs=1,
                                             batch_size=32, train_examples=64, eval_examples=32), _strategy())

@@ -153,6 +153,10 @@ def _cifar_config(name, description, dataset, depth, unit, form=None, architectu
     )
 
 
+def _format_options(options):
+    return f" ({', '.join(f'{k}={v:g}' for k, v in options.items())})" if options else ""
+
+
 def _form(depth):
     return "bottleneck" if depth in (164, 1001) else "basic"
 
@@ -174,7 +178,8 @@ def _build_configs():
         for suffix, (shortcut, options, error) in _SHORTCUT_ABLATIONS.items():
             configs.append(_cifar_config(
                 f"cifar10_resnet{depth}_{suffix}",
-                f"CIFAR-10 ResNet-{depth}, original unit, {shortcut} shortcut {options or ''} (Table 1)",
+                f"CIFAR-10 ResNet-{depth}, original unit, {shortcut} shortcut"
+                f"{_format_options(options)} (Table 1)",
                 "cifar10", depth, "original", _form(depth), shortcut=shortcut, shortcut_options=options,
                 paper_error=error if depth == 110 else "-",
             ))
