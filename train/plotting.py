@@ -17,8 +17,11 @@ def draw_curves(rows, title=""):
     steps = [row["step"] for row in rows]
     figure, loss_axis = plt.subplots(figsize=(6, 4), dpi=100)
     error_axis = loss_axis.twinx()
-    loss_axis.plot(steps, [row["train_loss"] for row in rows], "--", color="tab:blue", label="training loss")
-    error_axis.plot(steps, [row["test_error"] for row in rows], "-", color="tab:red", label="test error")
+    # Markers only while there are too few points for a line to show.
+    marker = dict(marker="o", markersize=3) if len(rows) < 20 else {}
+    loss_axis.plot(steps, [row["train_loss"] for row in rows], "--", color="tab:blue", label="training loss",
+                   **marker)
+    error_axis.plot(steps, [row["test_error"] for row in rows], "-", color="tab:red", label="test error", **marker)
     loss_axis.set_xlabel("iterations")
     loss_axis.set_ylabel("training loss")
     error_axis.set_ylabel("test error (%)")

@@ -405,7 +405,8 @@ class Trainer:
         try:
             from train import plotting
 
-            plotting.write_curves(self.work_dir, rows, title=self.config.name)
+            depth = f" (depth {self.settings.depth})" if self.settings.depth else ""
+            plotting.write_curves(self.work_dir, rows, title=self.config.name + depth)
         except ImportError:
             print("matplotlib is not installed: no curves.png (pip install keras_preresnet[train]).")
 
