@@ -48,7 +48,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _settings():
     quick = wl.QUICK if FLAGS.quick else {}
     return dict(
-        units=dict(cifar_units=quick["cifar_units"], imagenet_blocks=quick["imagenet_blocks"]) if quick else {},
+        units={key: quick[key] for key in ("cifar_units", "imagenet_blocks") if key in quick},
         steps=quick.get("steps", FLAGS.steps),
         warmup=quick.get("warmup", FLAGS.warmup),
         batch_size=FLAGS.batch_size or quick.get("batch_size"),
@@ -56,8 +56,12 @@ def _settings():
     )
 
 
-def _child_env(implementation):
+def _child_env(implementation, scratch):
     env = dict(os.environ)
+    # A fresh compile cache per child: torch.compile's on-disk caches would otherwise turn a second
+    # compile of the same graph (e.g. a rerun on a warm machine) into a cache hit.
+    env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, "inductor")
+    env["TRITON_CACHE_DIR"] = os.path.join(scratch, "triton")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
     if CHILD_MODULES[implementation] == "bench.measure_jax":
         env["KERAS_BACKEND"] = "jax"
@@ -73,7 +77,7 @@ def _run_child(implementation, spec, timeout):
                    "--result", path]
         start = time.perf_counter()
         try:
-            proc = subprocess.run(command, cwd=REPO, env=_child_env(implementation), timeout=timeout,
+            proc = subprocess.run(command, cwd=REPO, env=_child_env(implementation, tmp), timeout=timeout,
                                   capture_output=True, text=True)
         except subprocess.TimeoutExpired:
             return dict(status="timeout", reason=f"did not finish within {timeout:.0f} s",
@@ -202,15 +206,19 @@ def main(argv):
                 result = _run_child(implementation, spec, timeout)
             entry["results"][implementation] = result
             entry["ratios"] = _ratios(entry["results"])
-            entry["target_check"] = _check_target(workload["target"], entry["results"], entry["ratios"], smoke)
+            entry["target_check"] = _check_target(
+                workload["target"], entry["results"], entry["ratios"], smoke)
             _write(output, report)
             _print_row(name, implementation, result, entry["ratios"].get(implementation))
     print(f"\nkeras_preresnet / peer images/s ({report['kind']}, {FLAGS.device}):")
     for name, entry in report["workloads"].items():
         ratios = ", ".join(f"{peer} {ratio:.2f}x" for peer, ratio in entry["ratios"].items()) or "no ratio"
         check = entry["target_check"]
-        verdict = (f"target {entry['target']}: {'met' if check['met'] else 'NOT met' if check['met'] is False else 'undecided'}"
-                   if check["evaluated"] else f"target not evaluated ({check['reason']})")
+        if check["evaluated"]:
+            outcome = {True: "met", False: "NOT met", None: "undecided"}[check["met"]]
+            verdict = f"target {entry['target']}: {outcome}"
+        else:
+            verdict = f"target not evaluated ({check['reason']})"
         print(f"  {name:13s} {ratios}; {verdict}")
     print(f"Wrote {output}")
 

@@ -79,9 +79,8 @@ def _train_step(model, optimizer):
 
     def loss_fn(trainable, non_trainable, x, y):
         logits, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
-        loss = keras.ops.mean(
-            keras.losses.sparse_categorical_crossentropy(y, keras.ops.cast(logits, "float32"), from_logits=True)
-        )
+        logits = keras.ops.cast(logits, "float32")
+        loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
         return loss, non_trainable
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
