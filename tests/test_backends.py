@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import keras_preresnet as kp
+from model_testing import randomize_batchnorm
 
 BACKENDS = ["tensorflow", "jax", "torch"]
 
@@ -17,6 +18,7 @@ SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     import keras_preresnet as kp
+from model_testing import randomize_batchnorm
     model = kp.build_resnet(20, unit=sys.argv[1], shortcut=sys.argv[2], projection="B")
     model.load_weights(sys.argv[3])
     x = np.load(sys.argv[4])
@@ -44,12 +46,8 @@ def test_backend_gives_the_same_outputs(backend, unit, shortcut, tmp_path):
     if not _installed(backend):
         pytest.fail(f"backend {backend} is not installed; `pip install -e .[test]` installs it")
     model = kp.build_resnet(20, unit=unit, shortcut=shortcut, projection="B")
+    randomize_batchnorm(model)
     rng = np.random.RandomState(0)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c),
-                               rng.uniform(0.5, 2, c)])
     weights, inputs, outputs = (str(tmp_path / n) for n in ("w.weights.h5", "x.npy", "y.npy"))
     model.save_weights(weights)
     x = rng.rand(4, 32, 32, 3).astype("float32")

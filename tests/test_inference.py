@@ -6,19 +6,7 @@ import pytest
 
 import keras_preresnet as kp
 from keras_preresnet import layers as L
-
-
-def _batch_norms(model):
-    return [l for l in model._flatten_layers(include_self=False, recursive=True)
-            if isinstance(l, keras.layers.BatchNormalization)]
-
-
-def _randomize_bn(model):
-    rng = np.random.RandomState(0)
-    for bn in _batch_norms(model):
-        c = bn.gamma.shape[0]
-        bn.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c),
-                        rng.uniform(0.5, 2.0, c)])
+from model_testing import batch_norms, randomize_batchnorm
 
 
 def _np(t):
@@ -35,17 +23,17 @@ def _np(t):
 ])
 def test_folded_model_matches_in_inference(unit, form, depth, left):
     model = kp.build_resnet(depth, unit=unit, form=form)
-    _randomize_bn(model)
+    randomize_batchnorm(model)
     folded = kp.fold_batchnorm(model)
     x = np.random.RandomState(1).rand(3, 32, 32, 3).astype("float32")
     np.testing.assert_allclose(_np(folded(x, training=False)), _np(model(x, training=False)),
                                rtol=1e-4, atol=1e-5)
-    assert len(_batch_norms(folded)) == left
+    assert len(batch_norms(folded)) == left
 
 
 def test_folding_the_imagenet_layout_with_projection_bn():
     model = kp.build_resnet(50, layout="imagenet", blocks=(1, 1, 1, 1), input_shape=(64, 64, 3))
-    _randomize_bn(model)
+    randomize_batchnorm(model)
     folded = kp.fold_batchnorm(model)
     assert folded.get_layer("conv1_conv").use_bias
     assert folded.get_layer("conv3_block1").projection_norm is None
@@ -55,7 +43,7 @@ def test_folding_the_imagenet_layout_with_projection_bn():
 
 def test_folded_model_saves_and_loads(tmp_path):
     model = kp.build_resnet(8, unit="original", shortcut="exclusive_gating", projection="B")
-    _randomize_bn(model)
+    randomize_batchnorm(model)
     folded = kp.fold_batchnorm(model)
     path = str(tmp_path / "folded.keras")
     folded.save(path)

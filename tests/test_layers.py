@@ -6,6 +6,7 @@ import pytest
 from keras import ops
 
 from keras_preresnet import layers as L
+from model_testing import randomize_batchnorm
 
 UNIT_NAMES = sorted(L.UNITS)
 RNG = np.random.RandomState(0)
@@ -13,15 +14,6 @@ RNG = np.random.RandomState(0)
 
 def _x(shape=(2, 8, 8, 16), seed=0):
     return np.random.RandomState(seed).normal(size=shape).astype("float32")
-
-
-def _randomize_bn(layer):
-    rng = np.random.RandomState(1)
-    for sub in layer._flatten_layers(include_self=True, recursive=True):
-        if isinstance(sub, keras.layers.BatchNormalization):
-            c = sub.gamma.shape[0]
-            sub.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.3, c), rng.normal(0, 0.3, c),
-                             rng.uniform(0.5, 2.0, c)])
 
 
 def _np(t):
@@ -74,7 +66,7 @@ def test_unit_computes_its_fig4_activation_order(unit):
     layer = L.UNITS[unit](16, form="basic")
     x = _x()
     layer(x)
-    _randomize_bn(layer)
+    randomize_batchnorm(layer)
     np.testing.assert_allclose(_np(layer(x, training=False)), _np(_reference_basic(layer, x)),
                                rtol=1e-5, atol=1e-5)
 
@@ -138,7 +130,7 @@ def test_preactivated_shortcut_projects_the_preactivated_input():
                                     projection_bn=False)
     x = _x((2, 8, 8, 16))
     layer(x)
-    _randomize_bn(layer)
+    randomize_batchnorm(layer)
     bn = layer.branch_layers[0]
     expected = layer.projection_conv(ops.relu(bn(x, training=False)))
     assert layer.projection_norm is None
