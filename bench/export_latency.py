@@ -19,17 +19,19 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository, and tests/ for the helper that gives random weights trained-like activation scales.
+sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 import export  # noqa: E402
-from export import exporter, onnx, saved_model, tflite  # noqa: E402
+from export import exporter, images, onnx, saved_model, tflite  # noqa: E402
 from keras_preresnet.datasets import load_cifar  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import export_testing  # noqa: E402
 
 flags.DEFINE_string("model", "PreActResNet164", "Model name.")
 flags.DEFINE_string("weights", None, "Weights file or 'imagenet'; random weights by default.")
@@ -45,10 +47,10 @@ FLAGS = flags.FLAGS
 
 
 def write_images(folder, count, start=0):
-    images, _ = load_cifar(FLAGS.cifar_dir, "cifar10", "test")
+    pixels, _ = load_cifar(FLAGS.cifar_dir, "cifar10", "test")
     os.makedirs(folder, exist_ok=True)
     for i in range(count):
-        tf.io.write_file(os.path.join(folder, f"{i:04d}.png"), tf.io.encode_png(images[start + i]))
+        tf.io.write_file(os.path.join(folder, f"{i:04d}.png"), tf.io.encode_png(pixels[start + i]))
 
 
 def timed(fn, x, repeats):
@@ -88,6 +90,9 @@ def main(argv):
     with tempfile.TemporaryDirectory(prefix="export-bench-") as tmp:
         write_images(os.path.join(tmp, "parity"), 16)
         write_images(os.path.join(tmp, "calibration"), 32, start=500)
+        if FLAGS.weights is None:
+            parity_files = images.list_images(os.path.join(tmp, "parity"))
+            export_testing.plausible_random_weights(servable.model, images.preprocessed_batch(servable, parity_files))
         common = dict(formats=("saved_model", "tflite", "onnx"), quantize=FLAGS.quantize,
                       parity_data=os.path.join(tmp, "parity"), calibration_data=os.path.join(tmp, "calibration"))
         result = export.export_model(servable, os.path.join(tmp, "plain"), **common)
@@ -115,7 +120,9 @@ def main(argv):
         f"# Export latency: {servable.name} ({size}x{size}, {servable.model.count_params():,} parameters)",
         "",
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; batch {FLAGS.batch}; "
-        f"{FLAGS.repeats} timed calls; TFLite/onnxruntime threads {FLAGS.threads}; random weights.",
+        f"{FLAGS.repeats} timed calls; TFLite/onnxruntime threads {FLAGS.threads}; "
+        + ("random weights (BatchNorm statistics of the parity images, random gamma/beta, logits of std 2)."
+           if FLAGS.weights is None else f"weights {FLAGS.weights}."),
         "",
         "| runtime | latency, 1 image (ms) | speed-up vs Keras | throughput (img/s) | speed-up vs Keras | parity max abs diff | top-1 agree |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",

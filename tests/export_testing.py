@@ -31,6 +31,31 @@ def tiny_servable(name="tiny", seed=0):
     return servable_lib.Servable(model, name, servable_lib.CIFAR10_CLASSES, "cifar10")
 
 
+def plausible_random_weights(model, inputs, seed=0):
+    """Gives a randomly initialised classifier the activation scales of a trained one, in place.
+
+    A deep net fresh from its initialiser has identity BatchNorm statistics, so its activations grow
+    unit after unit and its softmax is one-hot: every artifact, quantised or not, then agrees exactly, and
+    a classifier rescaled to tame the logits underflows float16. Here every BatchNorm takes the batch
+    statistics of ``inputs`` (one pass in training mode with momentum 0), gamma and beta are randomised
+    (so folding them is not trivial), and the classifier is scaled to logits of standard deviation 2.
+    """
+    rng = np.random.default_rng(seed)
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+        gamma, beta, mean, var = layer.get_weights()
+        layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape), mean, var])
+    model(inputs, training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+    features = keras.Model(model.inputs, model.get_layer("avg_pool").output).predict(inputs, verbose=0)
+    dense = model.get_layer("predictions")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * (2.0 / np.std(features @ kernel)), bias])
+
+
 def write_cifar_images(cifar_dir, folder, count=8, start=0, sizes=None):
     """Writes ``count`` CIFAR-10 test images to ``folder``, alternating JPEG and PNG; returns the paths.
 

@@ -86,23 +86,6 @@ def test_calibration_folder_without_images(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-def _weights_with_moderate_logits(model, images, path):
-    """Saves ``model``'s weights with the classifier scaled so its logits on ``images`` have std 2.
-
-    A 200-layer net with random weights and untrained BatchNorm statistics has logits so large that
-    its softmax is one-hot, and every artifact, quantised or not, would agree exactly; moderate logits
-    make the parity figures measure something.
-    """
-    import keras
-    import numpy as np
-
-    features = keras.Model(model.inputs, model.get_layer("avg_pool").output).predict(images, verbose=0)
-    dense = model.get_layer("predictions")
-    kernel, bias = dense.get_weights()
-    dense.set_weights([kernel * (2.0 / np.std(features @ kernel)), bias])
-    model.save_weights(path)
-
-
 @pytest.mark.slow
 def test_preact_resnet200_exports_to_every_format_with_parity(cifar_dir, tmp_path):
     from export import images as images_lib
@@ -112,7 +95,8 @@ def test_preact_resnet200_exports_to_every_format_with_parity(cifar_dir, tmp_pat
     files = export_testing.write_cifar_images(cifar_dir, images, count=4)
     servable = servable_lib.build("PreActResNet200")
     weights = tmp_path / "preact_resnet200.weights.h5"
-    _weights_with_moderate_logits(servable.model, images_lib.preprocessed_batch(servable, files), weights)
+    export_testing.plausible_random_weights(servable.model, images_lib.preprocessed_batch(servable, files))
+    servable.model.save_weights(weights)
     del servable
     out = tmp_path / "models"
     result = run_cli(
