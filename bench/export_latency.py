@@ -53,16 +53,22 @@ def write_images(folder, count, start=0):
         tf.io.write_file(os.path.join(folder, f"{i:04d}.png"), tf.io.encode_png(pixels[start + i]))
 
 
-def timed(fn, x, repeats):
-    """Median and minimum seconds of ``fn(x)`` over ``repeats`` calls after two warm-up calls."""
-    fn(x)
-    fn(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed_rounds(fns, x, repeats):
+    """``{name: (median, best)}`` seconds of ``fn(x)``, after two warm-up calls each.
+
+    The runtimes take turns, one call each per round, so that load from other processes on a shared
+    machine falls on all of them alike; the best time is the least disturbed one.
+    """
+    for fn in fns.values():
         fn(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
+        fn(x)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(x)
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
 def runtimes(servable, result, tag):
@@ -108,19 +114,22 @@ def main(argv):
         rng = np.random.default_rng(0)
         one = rng.normal(size=(1, size, size, 3)).astype(np.float32)
         batch = rng.normal(size=(FLAGS.batch, size, size, 3)).astype(np.float32)
-        for name, fn in fns.items():
-            latency, _ = timed(fn, one, FLAGS.repeats)
-            batch_time, _ = timed(fn, batch, max(3, FLAGS.repeats // 4))
-            rows[name] = dict(latency_ms=latency * 1e3, throughput=FLAGS.batch / batch_time)
-            print(f"{name:<26} latency {latency * 1e3:8.2f} ms   throughput {FLAGS.batch / batch_time:8.1f} img/s",
-                  flush=True)
+        load = os.getloadavg()[0]
+        latencies = timed_rounds(fns, one, FLAGS.repeats)
+        batch_times = timed_rounds(fns, batch, max(3, FLAGS.repeats // 4))
+        for name in fns:
+            rows[name] = dict(
+                latency_ms=latencies[name][1] * 1e3, latency_median_ms=latencies[name][0] * 1e3,
+                throughput=FLAGS.batch / batch_times[name][1], throughput_median=FLAGS.batch / batch_times[name][0],
+            )
 
     base = rows["keras"]
     lines = [
         f"# Export latency: {servable.name} ({size}x{size}, {servable.model.count_params():,} parameters)",
         "",
         f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; batch {FLAGS.batch}; "
-        f"{FLAGS.repeats} timed calls; TFLite/onnxruntime threads {FLAGS.threads}; "
+        f"best of {FLAGS.repeats} interleaved calls (medians in the JSON); TFLite/onnxruntime threads "
+        f"{FLAGS.threads}; 1-minute load average before timing {load:.1f}; "
         + ("random weights (BatchNorm statistics of the parity images, random gamma/beta, logits of std 2)."
            if FLAGS.weights is None else f"weights {FLAGS.weights}."),
         "",
@@ -148,7 +157,7 @@ def main(argv):
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write(table + "\n")
     with open(stem + ".json", "w", encoding="utf-8") as f:
-        json.dump(dict(model=servable.name, batch=FLAGS.batch, threads=FLAGS.threads, rows=rows,
+        json.dump(dict(model=servable.name, batch=FLAGS.batch, threads=FLAGS.threads, load_average=load, rows=rows,
                        parity={k: r.as_dict() for k, r in parity_rows.items()}), f, indent=2)
     print(f"\nSaved {stem}.md and .json")
 

@@ -45,11 +45,8 @@ def format_base(out, name, fmt):
 
 
 def fold(model):
-    """``keras_preresnet.fold_batchnorm(model)``: BatchNorm folded into the adjacent convolutions."""
-    fold_batchnorm = getattr(keras_preresnet, "fold_batchnorm", None)
-    if fold_batchnorm is None:
-        raise ValueError("This keras_preresnet has no fold_batchnorm; export without --fold_batchnorm.")
-    return fold_batchnorm(model)
+    """The inference copy of ``model`` with BatchNorm folded into the convolutions it follows."""
+    return keras_preresnet.fold_batchnorm(model)
 
 
 def export_model(
