@@ -98,14 +98,14 @@ def test_evaluate_refuses_missing_weights(tmp_path, cifar_dir):
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, cifar_dir):
     model_dir = tmp_path / "run"
     command = [sys.executable, "-m", "train", *SMALL, f"--data_dir={cifar_dir}", f"--model_dir={model_dir}",
-               "--epochs=50", "--batch_size=32", "--train_examples=256", "--eval_examples=64", "--noprogress"]
+               "--epochs=50", "--batch_size=32", "--train_examples=256", "--eval_examples=64", "--noprogress",
+               "--checkpoint_steps=3"]
     process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.time() + 300
-    while not (model_dir / "logs").is_dir():  # created once the run has restored or initialised its state
+    while not _checkpoint_steps(model_dir):  # training is under way
         assert process.poll() is None and time.time() < deadline
         time.sleep(0.2)
-    time.sleep(3)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr[-3000:]

@@ -8,6 +8,7 @@ fine-tuning.
 """
 
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -85,6 +86,8 @@ def main(argv):
     except ValueError as error:
         raise app.UsageError(str(error)) from error
     logging.set_verbosity(logging.WARNING)
+    # Ctrl-C interrupts the run (saving a checkpoint) even where the parent process ignored SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # Devices and the multi-worker strategy must be set up before any other TensorFlow work.
     distribute.configure_cpu_devices(FLAGS.num_cpu_devices)
     try:
