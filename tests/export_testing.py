@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_preresnet  # noqa: E402
+import model_testing  # noqa: E402
 from export import servable as servable_lib  # noqa: E402
 from keras_preresnet.datasets import load_cifar  # noqa: E402
 
@@ -20,14 +21,7 @@ def tiny_servable(name="tiny", seed=0):
     """
     keras.utils.set_random_seed(seed)
     model = keras_preresnet.build_resnet(8, unit="full_preactivation")
-    rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-                rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape),
-            ])
+    model_testing.randomize_batchnorm(model, seed)
     return servable_lib.Servable(model, name, servable_lib.CIFAR10_CLASSES, "cifar10")
 
 
@@ -40,13 +34,11 @@ def plausible_random_weights(model, inputs, seed=0):
     statistics of ``inputs`` (one pass in training mode with momentum 0), gamma and beta are randomised
     (so folding them is not trivial), and the classifier is scaled to logits of standard deviation 2.
     """
-    rng = np.random.default_rng(seed)
-    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    model_testing.randomize_batchnorm(model, seed)
+    norms = model_testing.batch_norms(model)
     momenta = [layer.momentum for layer in norms]
     for layer in norms:
         layer.momentum = 0.0
-        gamma, beta, mean, var = layer.get_weights()
-        layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape), mean, var])
     model(inputs, training=True)
     for layer, momentum in zip(norms, momenta):
         layer.momentum = momentum
