@@ -13,9 +13,7 @@ import tensorflow as tf
 
 import keras_preresnet
 from keras_preresnet import defaults, models, preprocessing
-
-# The CIFAR-10 class names in label order (the `label_names` of the dataset's batches.meta).
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+from keras_preresnet.datasets import CIFAR10_CLASSES
 
 PREPROCESSING = ("imagenet", "cifar10", "cifar100")
 _CIFAR_STATS = {

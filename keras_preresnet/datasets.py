@@ -13,6 +13,9 @@ _CIFAR_FILES = {
 }
 _LABEL_KEYS = {"cifar10": "labels", "cifar100": "fine_labels"}
 
+# CIFAR-10's label names in label order (batches.meta of the original archive).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
 
 def load_cifar(root, name="cifar10", split="train"):
     """Reads CIFAR pickle batches under ``root`` into ``(images uint8 [N, 32, 32, 3], labels int64 [N])``.
