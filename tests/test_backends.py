@@ -18,7 +18,6 @@ SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     import keras_preresnet as kp
-from model_testing import randomize_batchnorm
     model = kp.build_resnet(20, unit=sys.argv[1], shortcut=sys.argv[2], projection="B")
     model.load_weights(sys.argv[3])
     x = np.load(sys.argv[4])
