@@ -18,7 +18,7 @@ import bisect
 import dataclasses
 import math
 
-from keras_preresnet.models import ARCHITECTURES
+from keras_preresnet.models import ARCHITECTURES, stage_plan
 
 CIFAR_AUGMENTATION = "cifar"
 IMAGENET_AUGMENTATION = "imagenet"
@@ -158,7 +158,8 @@ def _format_options(options):
 
 
 def _form(depth):
-    return "bottleneck" if depth in (164, 1001) else "basic"
+    """The paper's unit form for a CIFAR depth, as the library decides it (basic, or bottleneck for 9n+2 >= 164)."""
+    return stage_plan(depth, "cifar")[0]
 
 
 def _build_configs():
