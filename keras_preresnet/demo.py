@@ -19,7 +19,7 @@ flags.DEFINE_string("model", "PreActResNet164", "A named CIFAR builder, e.g. Pre
 flags.DEFINE_string("cifar_dir", os.environ.get("KERAS_PRERESNET_CIFAR_DIR", str(_DEFAULT_CIFAR)),
                     "Folder holding cifar-10-batches-py (python pickles).")
 flags.DEFINE_integer("images", 256, "Test images to classify.", lower_bound=1)
-flags.DEFINE_integer("train_steps", 30, "SGD steps of batch 64 on the training images (0 to skip).",
+flags.DEFINE_integer("train_steps", 70, "SGD steps of batch 64 on the training images (0 to skip).",
                      lower_bound=0)
 flags.DEFINE_bool("summary", True, "Print the Keras model summary.")
 FLAGS = flags.FLAGS
