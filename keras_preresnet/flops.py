@@ -20,11 +20,13 @@ def count_flops(model):
     total = 0
     for layer in _all_layers(model):
         if isinstance(layer, keras.layers.Conv2D):
-            if isinstance(layer, TorchConv2D):
-                input_shape = (None,) + tuple(layer.input_spatial_shape or (None, None)) + (None,)
-            else:
-                input_shape = tuple(layer.input.shape) if hasattr(layer, "_inbound_nodes") else None
-            out = layer.compute_output_shape(input_shape[:3] + (layer.kernel.shape[2],))
+            if not isinstance(layer, TorchConv2D):
+                raise ValueError(
+                    f"count_flops counts keras_preresnet's TorchConv2D layers; {layer.name!r} is a "
+                    f"{type(layer).__name__}, whose input size it cannot read."
+                )
+            input_shape = (None,) + tuple(layer.input_spatial_shape or (None, None)) + (layer.kernel.shape[2],)
+            out = layer.compute_output_shape(input_shape)
             if out[1] is None or out[2] is None:
                 raise ValueError(
                     f"count_flops needs a fixed input size; layer {layer.name!r} sees {input_shape}. "

@@ -152,7 +152,7 @@ class _GatedShortcut(Shortcut):
         self.gate_bias = float(gate_bias)
 
     def build(self, shortcut_shape):
-        self.gate = keras.layers.Conv2D(
+        self.gate = TorchConv2D(
             shortcut_shape[-1],
             1,
             use_bias=True,

@@ -52,6 +52,17 @@ def test_flops_of_the_released_resnet200_layout_match_timm():
     assert abs(kp.count_flops(kp.PreActResNet200()) / 1e9 - 15.0) < 0.05
 
 
+@pytest.mark.parametrize("shortcut", ["exclusive_gating", "shortcut_only_gating", "conv1x1"])
+def test_flops_count_the_shortcut_convolutions(shortcut):
+    """Fig. 2 shortcuts with a 1x1 convolution add its multiply-adds (CIFAR ResNet-20, 3 units per stage)."""
+    plain = kp.count_flops(kp.build_resnet(20, unit="original", projection="B"))
+    extra = kp.count_flops(kp.build_resnet(20, unit="original", shortcut=shortcut, projection="B")) - plain
+    if "gating" in shortcut:
+        assert extra == 3 * (32 * 32 * 16 * 16 + 16 * 16 * 32 * 32 + 8 * 8 * 64 * 64)
+    else:  # 1x1 convs on all 9 units, less the two option-B projections they replace
+        assert extra == 3 * 32 * 32 * 16 * 16 + 2 * 16 * 16 * 32 * 32 + 2 * 8 * 8 * 64 * 64
+
+
 def test_flops_need_a_fixed_input_size():
     with pytest.raises(ValueError, match="fixed input size"):
         kp.count_flops(kp.ResNet18(include_top=False))
