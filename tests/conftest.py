@@ -18,3 +18,13 @@ def cifar_dir():
     if not (path / "cifar-10-batches-py").is_dir():
         pytest.fail(f"CIFAR images not found at {path}; set {CIFAR_ENV} to the folder holding cifar-10-batches-py.")
     return path
+
+
+@pytest.fixture(scope="session")
+def images(cifar_dir):
+    """Four real CIFAR-10 test images, preprocessed like ImageNet images (256 resize, 224 crop)."""
+    from keras_preresnet.datasets import load_cifar
+    from keras_preresnet.preprocessing import preprocess_input
+
+    raw, _ = load_cifar(cifar_dir, "cifar10", "test")
+    return preprocess_input(raw[:4])

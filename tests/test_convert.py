@@ -14,7 +14,7 @@ import torch
 import torchfile
 
 import torch7_writer as writer
-from keras_preresnet import convert, datasets, models, preprocess_input, torch7
+from keras_preresnet import convert, models, torch7
 from keras_preresnet.convert import ConversionError
 from torch_reference import ReleasedPreActResNet, centred_checkpoint, save_with_centred_classifier
 
@@ -40,13 +40,6 @@ def write(tmp_path, name="model.t7", images=None, **kwargs):
         writer.save(path, checkpoint)
         return path
     return save_with_centred_classifier(checkpoint, path, images)
-
-
-@pytest.fixture(scope="module")
-def images(cifar_dir):
-    """Four real CIFAR-10 test images, preprocessed like ImageNet images (256 resize, 224 crop)."""
-    raw, _ = datasets.load_cifar(cifar_dir, "cifar10", "test")
-    return preprocess_input(raw[:4])
 
 
 @pytest.fixture(scope="module")

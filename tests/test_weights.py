@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_preresnet import datasets, models, preprocess_input, weights
+from keras_preresnet import models, weights
 from torch_reference import centred_checkpoint
 
 BLOCKS = (1, 2, 1, 1)
@@ -33,12 +33,6 @@ def small_resnet200(monkeypatch, tmp_path):
     monkeypatch.setitem(models.IMAGENET_BLOCKS, 200, ("bottleneck", BLOCKS))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.delenv(weights.URL_ENV, raising=False)
-
-
-@pytest.fixture(scope="module")
-def images(cifar_dir):
-    raw, _ = datasets.load_cifar(cifar_dir, "cifar10", "test")
-    return preprocess_input(raw[:4])
 
 
 @pytest.fixture(scope="module")
