@@ -243,7 +243,8 @@ STRIDE_POSITIONS = ("first", "3x3")
 SHORTCUT_SOURCES = ("raw", "preactivated")
 
 
-def _choice(name, value, allowed):
+def check_choice(name, value, allowed):
+    """Returns ``value`` if it is one of ``allowed``, else a ValueError naming the argument and the options."""
     if value not in allowed:
         raise ValueError(f"`{name}` must be one of {list(allowed)}; received {name}={value!r}.")
     return value
@@ -302,14 +303,14 @@ class ResidualUnit(keras.layers.Layer):
             raise ValueError(f"`strides` must be 1 or 2; received strides={strides!r}.")
         self.filters = int(filters)
         self.strides = int(strides)
-        self.form = _choice("form", form, FORMS)
+        self.form = check_choice("form", form, FORMS)
         self.expansion = int(expansion)
-        self.shortcut_type = _choice("shortcut", shortcut, SHORTCUTS)
+        self.shortcut_type = check_choice("shortcut", shortcut, SHORTCUTS)
         self.shortcut_options = dict(shortcut_options or {})
-        self.projection = _choice("projection", projection, PROJECTIONS)
+        self.projection = check_choice("projection", projection, PROJECTIONS)
         self.projection_bn = bool(projection_bn)
-        self.stride_position = _choice("stride_position", stride_position, STRIDE_POSITIONS)
-        self.shortcut_from = _choice("shortcut_from", shortcut_from, SHORTCUT_SOURCES)
+        self.stride_position = check_choice("stride_position", stride_position, STRIDE_POSITIONS)
+        self.shortcut_from = check_choice("shortcut_from", shortcut_from, SHORTCUT_SOURCES)
         if self.shortcut_from == "preactivated" and self.per_conv[0] == "conv":
             raise ValueError(
                 f"{type(self).__name__} has no pre-activation to share: use shortcut_from='raw'."

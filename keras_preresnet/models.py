@@ -84,14 +84,9 @@ ARCHITECTURES = {
 }
 
 
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {sorted(allowed)}; received {name}={value!r}.")
-
-
 def stage_plan(depth, layout, form=None):
     """Returns ``(form, units_per_stage)`` for a depth, e.g. ``('bottleneck', (18, 18, 18))`` for 164."""
-    _check_choice("layout", layout, LAYOUTS)
+    units.check_choice("layout", layout, LAYOUTS)
     if layout == IMAGENET:
         if depth not in IMAGENET_BLOCKS:
             raise ValueError(
@@ -104,7 +99,7 @@ def stage_plan(depth, layout, form=None):
     if form is None:
         # The paper's 164- and 1001-layer CIFAR nets are bottleneck nets (depth 9n+2); the others basic.
         form = "bottleneck" if depth >= 164 and (depth - 2) % 9 == 0 else "basic"
-    _check_choice("form", form, CONVS_PER_UNIT)
+    units.check_choice("form", form, CONVS_PER_UNIT)
     per_stage = 3 * CONVS_PER_UNIT[form]
     if not isinstance(depth, int) or depth < per_stage + 2 or (depth - 2) % per_stage:
         raise ValueError(
@@ -252,9 +247,9 @@ def build_resnet(
         architecture: the named architecture this is (e.g. ``'preact_resnet200'``), used to find
             pretrained weights.
     """
-    _check_choice("unit", unit, units.UNITS)
-    _check_choice("shortcut", shortcut, units.SHORTCUTS)
-    _check_choice("layout", layout, LAYOUTS)
+    units.check_choice("unit", unit, units.UNITS)
+    units.check_choice("shortcut", shortcut, units.SHORTCUTS)
+    units.check_choice("layout", layout, LAYOUTS)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
     form, depth_blocks = stage_plan(depth, layout, form)
@@ -265,7 +260,7 @@ def build_resnet(
     _check_weights(weights, include_top, classes, classifier_activation, architecture)
     settings = _unit_settings(layout, unit, form)
     if projection is not None:
-        _check_choice("projection", projection, units.PROJECTIONS)
+        units.check_choice("projection", projection, units.PROJECTIONS)
         settings["projection"] = projection
     input_shape = _input_shape(input_shape, layout, include_top, weights)
 
