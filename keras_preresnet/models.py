@@ -162,7 +162,7 @@ def _check_weights(weights, include_top, classes, classifier_activation, archite
     if weights is None:
         return
     if weights == "imagenet":
-        from keras_preresnet import weights as weights_lib
+        from keras_preresnet.pretrained import weights as weights_lib
 
         if architecture not in weights_lib.PRETRAINED:
             raise ValueError(
@@ -321,7 +321,7 @@ def build_resnet(
     model = keras.Model(inputs, x, name=name)
 
     if weights is not None:
-        from keras_preresnet import weights as weights_lib
+        from keras_preresnet.pretrained import weights as weights_lib
 
         weights_lib.load_into(model, weights, architecture=architecture, include_top=include_top)
     return model

@@ -14,8 +14,10 @@ import torch
 import torchfile
 
 import torch7_writer as writer
-from keras_preresnet import convert, models, torch7
-from keras_preresnet.convert import ConversionError
+from keras_preresnet import models
+from keras_preresnet import convert as convert_cli
+from keras_preresnet.pretrained import converter as convert, torch7
+from keras_preresnet.pretrained.converter import ConversionError
 from torch_reference import ReleasedPreActResNet, centred_checkpoint, save_with_centred_classifier
 
 BLOCKS = (1, 2, 1, 1)
@@ -218,7 +220,7 @@ def test_convert_file_writes_a_loadable_file_atomically(tmp_path, monkeypatch, i
     monkeypatch.setitem(models.IMAGENET_BLOCKS, 200, ("bottleneck", BLOCKS))
     path, reference = released
     out = tmp_path / "out" / "model.weights.h5"
-    assert convert.main([path, str(out)]) == 0
+    assert convert_cli.main([path, str(out)]) == 0
     model = models.PreActResNet200(weights=str(out), classifier_activation=None)
     assert_parity(logits(model, images), reference)
     assert sorted(os.listdir(out.parent)) == ["model.weights.h5"]
@@ -229,11 +231,11 @@ def test_failed_conversion_leaves_no_output(tmp_path, monkeypatch, capsys):
     path = write(tmp_path, prefix_bn_after_3x3=True)
     out = tmp_path / "out"
     out.mkdir()
-    assert convert.main([path, str(out / "model.weights.h5")]) == 1
+    assert convert_cli.main([path, str(out / "model.weights.h5")]) == 1
     assert "conv2_block1_2_bn" in capsys.readouterr().err
     truncated = tmp_path / "truncated.t7"
     truncated.write_bytes(open(write(tmp_path), "rb").read()[:5000])
-    assert convert.main([str(truncated), str(out / "model.weights.h5")]) == 1
+    assert convert_cli.main([str(truncated), str(out / "model.weights.h5")]) == 1
     assert os.listdir(out) == []
 
 

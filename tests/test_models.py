@@ -129,7 +129,7 @@ def test_bad_arguments_raise_clear_errors(kwargs, message):
 
 
 def test_imagenet_weights_require_1000_classes_and_softmax(monkeypatch):
-    from keras_preresnet import weights as weights_lib
+    from keras_preresnet.pretrained import weights as weights_lib
 
     monkeypatch.setitem(weights_lib.PRETRAINED, "preact_resnet200", weights_lib.PRETRAINED.get("preact_resnet200", {}))
     with pytest.raises(ValueError, match="`classes` must be 1000"):

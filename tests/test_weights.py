@@ -12,7 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_preresnet import models, weights
+from keras_preresnet import models
+from keras_preresnet.pretrained import weights
 from torch_reference import centred_checkpoint
 
 BLOCKS = (1, 2, 1, 1)

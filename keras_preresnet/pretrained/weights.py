@@ -74,7 +74,7 @@ def torch_checkpoint(architecture="preact_resnet200", url=None):
 
 def pretrained_weights(architecture="preact_resnet200", url=None):
     """The converted Keras weights file of ``architecture``, converting (and downloading) it once."""
-    from keras_preresnet import convert
+    from keras_preresnet.pretrained import converter as convert
 
     entry = _entry(architecture)
     keras_path = os.path.join(cache_dir(), entry["keras_file"])
@@ -100,7 +100,7 @@ def load_into(model, weights, architecture=None, include_top=True, url=None):
     else:
         path = os.fspath(weights)
     if path.lower().endswith(".t7"):
-        from keras_preresnet import convert
+        from keras_preresnet.pretrained import converter as convert
 
         convert.convert(path, model)
         return

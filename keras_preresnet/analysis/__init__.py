@@ -1,0 +1,1 @@
+"""Measurements of a built model (multiply-adds)."""

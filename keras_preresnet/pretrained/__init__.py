@@ -1,0 +1,1 @@
+"""The released ImageNet weights: the Torch7 reader, the converter onto a Keras model, the weights records."""
