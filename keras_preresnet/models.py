@@ -14,6 +14,7 @@ import os
 import keras
 
 from keras_preresnet import layers as units
+from keras_preresnet import stages
 from keras_preresnet.layers import TorchConv2D, batch_norm
 
 CIFAR = "cifar"
@@ -223,6 +224,8 @@ def build_resnet(
     use_bias=False,
     blocks=None,
     architecture=None,
+    scan_units="auto",
+    remat=False,
 ):
     """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
 
@@ -246,10 +249,15 @@ def build_resnet(
             ImageNet-layout net in tests); the depth still picks the unit form.
         architecture: the named architecture this is (e.g. ``'preact_resnet200'``), used to find
             pretrained weights.
+        scan_units: run the units after each stage's first as one loop (``keras_preresnet.stages``):
+            ``'auto'`` (stages of at least ``stages.AUTO_MIN_UNITS`` units), True or False. Looping
+            changes neither the function nor the weight files, only compile time and program size.
+        remat: rematerialise looped units in the backward pass (keeps only unit inputs).
     """
     units.check_choice("unit", unit, units.UNITS)
     units.check_choice("shortcut", shortcut, units.SHORTCUTS)
     units.check_choice("layout", layout, LAYOUTS)
+    stages.check_scan_units(scan_units)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
     form, depth_blocks = stage_plan(depth, layout, form)
@@ -284,21 +292,23 @@ def build_resnet(
     unit_cls = units.UNITS[unit]
     widths, strides = LAYOUTS[layout]["widths"], LAYOUTS[layout]["strides"]
     for stage, (width, stride, count) in enumerate(zip(widths, strides, blocks)):
-        for j in range(count):
-            first = j == 0
-            x = unit_cls(
+        stage_units = [
+            unit_cls(
                 width,
-                strides=stride if first else 1,
+                strides=stride if j == 0 else 1,
                 form=form,
                 shortcut=shortcut,
                 shortcut_options=shortcut_options,
                 projection=settings["projection"],
                 projection_bn=settings["projection_bn"],
                 stride_position=settings["stride_position"],
-                shortcut_from=settings["first_unit_from"] if first else "raw",
+                shortcut_from=settings["first_unit_from"] if j == 0 else "raw",
                 name=f"conv{stage + 2}_block{j + 1}",
                 **conv_options,
-            )(x)
+            )
+            for j in range(count)
+        ]
+        x = stages.apply_stage(stage_units, x, scan_units=scan_units, remat=remat)
     x = _apply_ops(HEAD[unit], x, "post")
 
     if include_top:
@@ -318,7 +328,7 @@ def build_resnet(
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     if name is None:
         name = architecture or _default_name(unit, depth, layout)
-    model = keras.Model(inputs, x, name=name)
+    model = stages.functional_model(inputs, x, name=name)
 
     if weights is not None:
         from keras_preresnet.pretrained import weights as weights_lib
