@@ -140,7 +140,8 @@ def build(model_name, weights=None, labels=None, preprocessing_name=None, name=N
     if isinstance(labels, (str, os.PathLike)):
         labels = read_labels(labels)
     classes = len(labels) if labels is not None else None
-    model = keras_preresnet.build_named(key, weights=weights, classes=classes)
+    # A servable is for export, which wants every unit as a layer (no looped stages).
+    model = keras_preresnet.build_named(key, weights=weights, classes=classes, scan_units=False)
     if labels is None:
         labels = default_labels(preprocessing_name, model.output_shape[-1])
         if labels is None:

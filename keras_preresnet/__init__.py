@@ -17,6 +17,7 @@ from keras_preresnet.layers import (
     ShortcutOnlyGatingShortcut,
     TorchConv2D,
 )
+from keras_preresnet.stages import LoopedModel, ScannedStage, unroll
 from keras_preresnet.preprocessing import decode_predictions, imagenet_classes, preprocess_input
 from keras_preresnet.models import (
     ARCHITECTURES,

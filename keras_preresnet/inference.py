@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_preresnet import stages
 from keras_preresnet.layers import ResidualUnit, TorchConv2D
 
 
@@ -90,6 +91,8 @@ def fold_batchnorm(model):
     The copy computes what ``model(x, training=False)`` computes, with fewer ops. It is for inference
     and export only: training it would train without those BatchNorms.
     """
+    # Folding rewrites units one by one; a looped stage folds as its unrolled units.
+    model = stages.unroll(model)
     pairs = _conv_bn_pairs(model)
     folded_convs = {conv.name for conv in pairs.values()}
 

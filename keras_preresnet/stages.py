@@ -148,8 +148,8 @@ class ScannedStage(keras.layers.Layer):
         config = dict(self.unit, config=dict(self.unit["config"], name=name))
         return keras.saving.deserialize_keras_object(config)
 
-    @property
     def template(self):
+        """The built unit whose body the loop runs (kept out of Keras' saving, hence a method)."""
         return self._hidden.template
 
     def build(self, input_shape):
@@ -176,6 +176,7 @@ class ScannedStage(keras.layers.Layer):
                     # L1/L2 penalties sum over elements, so the stacked penalty is the units' total.
                     regularizer=getattr(variable, "regularizer", None),
                     trainable=variable.trainable,
+                    aggregation=variable.aggregation,
                     # The template casts each unit's slice to the compute dtype itself.
                     autocast=False,
                     name=f"{part}_{variable.name}",
@@ -190,7 +191,7 @@ class ScannedStage(keras.layers.Layer):
 
     def _unit_function(self, training):
         """``(x, *seeds, *weight slices) -> (y, *next seeds, *updated statistics)`` for one unit."""
-        template = self.template
+        template = self.template()
         weights = template.weights
         weight_ids = {id(v) for v in weights}
         seeds = [v for v in template.non_trainable_variables if id(v) not in weight_ids]
@@ -211,7 +212,7 @@ class ScannedStage(keras.layers.Layer):
         return (keras.remat(unit) if self.remat else unit), n_seeds
 
     def call(self, inputs, training=None):
-        template = self.template
+        template = self.template()
         if template.trainable != self.trainable:
             template.trainable = self.trainable
         training = bool(training)
@@ -302,9 +303,9 @@ class _Recorder(saving_lib.H5IOStore):
 def _unit_layout(stage):
     """Where each stacked variable's per-unit slice lives inside a unit's entry of a weights file."""
     recorder = _Recorder()
-    saving_lib._save_state(stage.template, recorder, None, "", set())
+    saving_lib._save_state(stage.template(), recorder, None, "", set())
     layout = []
-    for variable in stage.template.weights:
+    for variable in stage.template().weights:
         path, key = recorder.locations[id(variable)]
         layout.append(f"{path}/vars/{key}" if path else f"vars/{key}")
     return layout
@@ -321,7 +322,7 @@ def _entry_names(model):
     for layer in model.layers:
         looped = saving_lib._get_unique_name(to_snake_case(type(layer).__name__), looped_count)
         if isinstance(layer, ScannedStage):
-            unit_class = to_snake_case(type(layer.template).__name__)
+            unit_class = to_snake_case(type(layer.template()).__name__)
             names = [saving_lib._get_unique_name(unit_class, unrolled_count) for _ in range(layer.repeats)]
         else:
             names = [saving_lib._get_unique_name(to_snake_case(type(layer).__name__), unrolled_count)]
@@ -463,6 +464,6 @@ def unroll(model):
         return chain
 
     twin = keras.models.clone_model(model, clone_function=clone)
-    twin = keras.Model(twin.inputs, twin.outputs, name=model.name)
+    twin = keras.Model(twin.input, twin.output, name=model.name)
     copy_weights(model, twin)
     return twin

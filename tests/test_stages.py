@@ -12,8 +12,8 @@ from keras_preresnet import models, stages
 from model_testing import randomize_batchnorm
 
 BACKEND = keras.backend.backend()
-BLOCKS = (1, 1, 4)  # the last stage loops three units
-SHAPE = (16, 16, 3)
+BLOCKS = (1, 1, 3)  # the last stage loops its second and third unit
+SHAPE = (8, 8, 3)
 
 
 def _np(t):
@@ -43,7 +43,7 @@ def _by_unit_path(model, values):
         out[variable.path] = _np(value)
     for layer in model.layers:
         if isinstance(layer, stages.ScannedStage):
-            template = layer.template
+            template = layer.template()
             for stacked, unit_variable in zip(layer.stacked, template.weights):
                 value = out.pop(stacked.path)
                 # The template's variables live under the stage's name: conv3_block2_loop/conv3_block2/...
@@ -53,7 +53,7 @@ def _by_unit_path(model, values):
     return out
 
 
-def _training_step(model, x):
+def _training_step(model, x, xla=False):
     """Compiled forward pass in training mode: outputs, the gradient of a fixed loss for every trainable
     variable and every variable's value afterwards (BatchNorm moving statistics updated)."""
     probe = np.random.RandomState(7).normal(size=(x.shape[0], 5)).astype("float32")
@@ -72,7 +72,7 @@ def _training_step(model, x):
     elif BACKEND == "tensorflow":
         import tensorflow as tf
 
-        @tf.function(jit_compile=True)
+        @tf.function(jit_compile=xla)
         def step():
             with tf.GradientTape() as tape:
                 y = model(x, training=True)
@@ -110,13 +110,165 @@ CASES = [(unit, "basic", "identity") for unit in sorted(L.UNITS)] + [
 
 @pytest.mark.parametrize("unit,form,shortcut", CASES)
 def test_looped_stage_matches_unrolled_outputs_gradients_and_statistics(unit, form, shortcut):
+    _check_exact(unit, form, shortcut)
+
+
+def test_looped_stage_is_exact_under_xla():
+    """TensorFlow trains with XLA by default; JAX always compiles with it."""
+    _check_exact("full_preactivation", "bottleneck", "identity", xla=True)
+
+
+def _check_exact(unit, form, shortcut, xla=False):
     unrolled, looped = _pair(unit, form, shortcut)
     assert any(isinstance(l, stages.ScannedStage) for l in looped.layers)
     x = _x()
+    # Inference uses the moving statistics, which randomize_batchnorm made far from a batch's.
     np.testing.assert_allclose(_np(looped(x, training=False)), _np(unrolled(x, training=False)),
                                rtol=1e-5, atol=1e-6)
-    y0, grads0, after0 = _training_step(unrolled, x)
-    y1, grads1, after1 = _training_step(looped, x)
+    y0, grads0, after0 = _training_step(unrolled, x, xla)
+    y1, grads1, after1 = _training_step(looped, x, xla)
     np.testing.assert_allclose(y1, y0, rtol=1e-5, atol=1e-6)
     _assert_close(grads0, grads1, "gradient")
     _assert_close(after0, after1, "value after the step")
+
+
+# -- switch and default --------------------------------------------------------------------------------
+
+
+def test_auto_loops_long_stages_only():
+    assert stages.loops("auto", stages.AUTO_MIN_UNITS) and not stages.loops("auto", stages.AUTO_MIN_UNITS - 1)
+    assert stages.loops(True, 3) and not stages.loops(True, 2) and not stages.loops(False, 100)
+    assert not stages.is_looped(models.build_resnet(20, input_shape=SHAPE))
+    with pytest.raises(ValueError, match=r"`scan_units` must be 'auto', True or False; received scan_units='yes'"):
+        models.build_resnet(20, scan_units="yes")
+
+
+def test_looped_resnet1001_has_the_published_parameter_count_and_flops():
+    looped = models.build_resnet(1001, scan_units="auto", input_shape=(32, 32, 3))
+    assert [l.repeats for l in looped.layers if isinstance(l, stages.ScannedStage)] == [110, 110, 110]
+    trainable = sum(int(np.prod(v.shape)) for v in looped.trainable_weights)
+    assert trainable == 10_327_706  # as the unrolled net (tests/test_models.py)
+    small_unrolled, small_looped = _pair("full_preactivation", "bottleneck", "identity")
+    assert kp_flops(small_looped) == kp_flops(small_unrolled) > 0
+
+
+def kp_flops(model):
+    from keras_preresnet import count_flops
+
+    return count_flops(model)
+
+
+def test_a_stage_of_units_that_change_shape_cannot_loop():
+    stage = stages.ScannedStage(L.FullPreActivationUnit(8, strides=2), ["u2", "u3"])
+    with pytest.raises(ValueError, match=r"keep their input's shape; unit 'u2' maps \(None, 8, 8, 8\) to"):
+        stage.build((None, 8, 8, 8))
+
+
+# -- inference, randomness, precision -------------------------------------------------------------
+
+
+def test_inference_uses_moving_statistics_and_leaves_them_alone():
+    _, looped = _pair()
+    before = [_np(v) for v in looped.non_trainable_variables]
+    x = _x()
+    first = _np(looped(x, training=False))
+    # Moving statistics, not batch statistics: one image gives the same output alone as in a batch.
+    np.testing.assert_allclose(_np(looped(x[:1], training=False)), first[:1], rtol=1e-5, atol=1e-6)
+    for old, new in zip(before, looped.non_trainable_variables):
+        np.testing.assert_array_equal(_np(new), old)
+
+
+def test_dropout_shortcut_draws_a_new_mask_in_every_unit():
+    """With F(x) = 0, a unit is y = dropout(x): k looped units keep 0.5**k of the input, not 0.5."""
+    stage = stages.ScannedStage(
+        L.FullPreActivationUnit(4, shortcut="dropout", shortcut_options={"rate": 0.5}), ["u2", "u3", "u4"]
+    )
+    x = np.ones((64, 8, 8, 4), "float32")
+    stage.build(x.shape)
+    stage.set_unit_weights([[np.zeros_like(w) for w in unit] for unit in stage.get_unit_weights()])
+    kept = (_np(stage(x, training=True)) != 0).mean()
+    assert abs(kept - 0.125) < 0.02, kept
+    # The seed advances between calls, and inference drops nothing.
+    assert (_np(stage(x, training=True)) != _np(stage(x, training=True))).any()
+    np.testing.assert_array_equal(_np(stage(x, training=False)), x)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16"])
+def test_mixed_precision_loops_in_the_compute_dtype_with_float32_weights(policy):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        unrolled, looped = _pair()
+        stage = next(l for l in looped.layers if isinstance(l, stages.ScannedStage))
+        x = _x()
+        got, expected = _np(looped(x, training=False)), _np(unrolled(x, training=False))
+        looped.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+        loss = looped.train_on_batch(x, np.arange(4) % 5)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert stage.compute_dtype == "bfloat16" and {v.dtype for v in stage.stacked} == {"float32"}
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=2e-2)
+    assert np.isfinite(loss)
+
+
+# -- one weight format ----------------------------------------------------------------------------------
+
+
+def _h5_entries(path):
+    import h5py
+
+    names = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: names.append((name, obj.shape)) if hasattr(obj, "shape") else None)
+    return sorted(names)
+
+
+def test_weights_files_have_the_unrolled_layout_and_load_into_either_form(tmp_path):
+    unrolled, looped = _pair("original", "basic", "exclusive_gating")
+    x = _x()
+    expected = _np(unrolled(x, training=False))
+    from_unrolled, from_looped = str(tmp_path / "unrolled.weights.h5"), str(tmp_path / "looped.weights.h5")
+    unrolled.save_weights(from_unrolled)
+    looped.save_weights(from_looped)
+    assert _h5_entries(from_looped) == _h5_entries(from_unrolled)
+
+    fresh_looped = _pair("original", "basic", "exclusive_gating")[1]
+    fresh_looped.load_weights(from_unrolled)
+    np.testing.assert_allclose(_np(fresh_looped(x, training=False)), expected, rtol=1e-5, atol=1e-6)
+    fresh_unrolled = models.build_resnet(20, unit="original", shortcut="exclusive_gating", blocks=BLOCKS,
+                                         input_shape=SHAPE, classes=5, scan_units=False, weights=from_looped)
+    np.testing.assert_allclose(_np(fresh_unrolled(x, training=False)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_weights_file_of_another_architecture_is_refused_by_name(tmp_path):
+    other = models.build_resnet(20, blocks=(1, 1, 2), input_shape=SHAPE, classes=5, scan_units=False)
+    path = str(tmp_path / "other.weights.h5")
+    other.save_weights(path)
+    looped = _pair()[1]
+    with pytest.raises(ValueError, match=r"no entry layers/full_pre_activation_unit_4/.*'conv4_block2_loop'"):
+        looped.load_weights(path)
+
+
+def test_looped_model_round_trips_through_a_keras_archive(tmp_path):
+    _, looped = _pair("relu_before_addition", "bottleneck", "identity")
+    path = str(tmp_path / "looped.keras")
+    looped.save(path)
+    restored = keras.models.load_model(path)
+    assert isinstance(restored, stages.LoopedModel)
+    x = _x()
+    np.testing.assert_array_equal(_np(restored(x, training=False)), _np(looped(x, training=False)))
+
+
+def test_unroll_and_fold_batchnorm_give_the_looped_function_with_a_layer_per_unit():
+    from keras_preresnet import fold_batchnorm
+
+    _, looped = _pair("original", "bottleneck", "conv1x1")
+    twin = stages.unroll(looped)
+    assert not stages.is_looped(twin)
+    assert twin.get_layer("conv4_block3").name == "conv4_block3"
+    assert twin.count_params() == looped.count_params()
+    x = _x()
+    expected = _np(looped(x, training=False))
+    np.testing.assert_allclose(_np(twin(x, training=False)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_np(fold_batchnorm(looped)(x, training=False)), expected, rtol=1e-4, atol=1e-5)

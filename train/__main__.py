@@ -19,6 +19,8 @@ from absl import app, flags, logging  # noqa: E402
 from train import configs, data, distribute, trainer  # noqa: E402
 
 FLAGS = flags.FLAGS
+# --scan_units values and the build_resnet(scan_units=...) each one means.
+SCAN_UNITS = {"auto": "auto", "on": True, "off": False}
 
 flags.DEFINE_string("config", None, "Named experiment (see --list_configs).")
 flags.DEFINE_bool("list_configs", False, "Print the named configs and exit.")
@@ -44,6 +46,9 @@ flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into this many logi
                      lower_bound=1)
 flags.DEFINE_enum("precision", "float32", trainer.PRECISIONS, "Dtype policy.")
 flags.DEFINE_bool("xla", False, "Compile the forward and backward pass with XLA.")
+flags.DEFINE_enum("scan_units", "auto", list(SCAN_UNITS), "Run each stage's repeated units as one loop "
+                  "(compile time independent of depth): 'auto' for stages of many units, 'on' or 'off'.")
+flags.DEFINE_bool("remat", False, "Recompute looped units in the backward pass instead of storing them.")
 flags.DEFINE_integer("checkpoint_steps", None, "Also checkpoint every N steps (always every epoch).",
                      lower_bound=1)
 flags.DEFINE_string("init_weights", None, "Start from these weights: 'imagenet' or a weights file.")
@@ -69,6 +74,7 @@ def configs_table():
 def settings_from_flags():
     names = [field.name for field in trainer.Settings.__dataclass_fields__.values()]
     values = {name: getattr(FLAGS, name) for name in names if name in FLAGS and name != "source"}
+    values["scan_units"] = SCAN_UNITS[FLAGS.scan_units]
     return trainer.Settings(source=FLAGS.data_source, **values)
 
 

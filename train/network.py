@@ -11,12 +11,13 @@ import keras_preresnet
 HEAD = "predictions"
 
 
-def build_network(config, classes, *, depth=None, image_size=None, init_weights=None, init_classes=None):
+def build_network(config, classes, *, depth=None, image_size=None, init_weights=None, init_classes=None,
+                  scan_units="auto", remat=False):
     """Builds ``config``'s model with ``classes`` outputs.
 
     ``init_weights`` (anything ``weights=`` accepts) is loaded into a model with ``init_classes``
     outputs (the classes it was trained on); when that differs from ``classes`` the classifier is
-    replaced by a new, freshly initialised one.
+    replaced by a new, freshly initialised one. ``scan_units`` and ``remat`` go to ``build_resnet``.
     """
     depth = config.depth if depth is None else depth
     size = config.image_size if image_size is None else image_size
@@ -33,12 +34,14 @@ def build_network(config, classes, *, depth=None, image_size=None, init_weights=
         classifier_activation=None,
         weights=init_weights,
         architecture=config.architecture if depth == config.depth else None,
+        scan_units=scan_units,
+        remat=remat,
     )
     if head_classes != classes:
         features = model.get_layer("avg_pool").output
         # Logits stay float32 under mixed precision (as the library's own classifier).
         logits = keras.layers.Dense(classes, name=HEAD, dtype="float32")(features)
-        model = keras.Model(model.inputs, logits, name=model.name)
+        model = keras_preresnet.stages.functional_model(model.inputs, logits, name=model.name)
     return model
 
 

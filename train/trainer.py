@@ -57,6 +57,8 @@ class Settings:
     weight_decay: float = None
     precision: str = "float32"
     xla: bool = False
+    scan_units: object = "auto"  # 'auto', True or False: loop each stage's repeated units (build_resnet)
+    remat: bool = False
     checkpoint_steps: int = None
     init_weights: str = None
     num_classes: int = None
@@ -174,7 +176,7 @@ class Trainer:
         with self.strategy.scope():
             self.model = network.build_network(
                 self.config, self.classes, depth=s.depth, image_size=self.image_size,
-                init_weights=s.init_weights,
+                init_weights=s.init_weights, scan_units=s.scan_units, remat=s.remat,
                 init_classes=configs.DATASET_CLASSES.get(self.config.dataset) if s.init_weights else None,
             )
             optimizer = keras.optimizers.SGD(
@@ -430,6 +432,8 @@ class Trainer:
             "replicas": self.strategy.num_replicas_in_sync,
             "precision": self.settings.precision,
             "xla": self.settings.xla,
+            "scan_units": self.settings.scan_units,
+            "remat": self.settings.remat,
             "learning_rates": list(self.schedule.values),
             "lr_boundaries": list(self.schedule.boundaries),
             "weight_decay": self.weight_decay,

@@ -5,6 +5,7 @@ import math
 import keras
 
 from keras_preresnet.layers import TorchConv2D
+from keras_preresnet.stages import ScannedStage
 
 
 def _all_layers(model):
@@ -19,20 +20,28 @@ def count_flops(model):
     """
     total = 0
     for layer in _all_layers(model):
-        if isinstance(layer, keras.layers.Conv2D):
-            if not isinstance(layer, TorchConv2D):
-                raise ValueError(
-                    f"count_flops counts keras_preresnet's TorchConv2D layers; {layer.name!r} is a "
-                    f"{type(layer).__name__}, whose input size it cannot read."
-                )
-            input_shape = (None,) + tuple(layer.input_spatial_shape or (None, None)) + (layer.kernel.shape[2],)
-            out = layer.compute_output_shape(input_shape)
-            if out[1] is None or out[2] is None:
-                raise ValueError(
-                    f"count_flops needs a fixed input size; layer {layer.name!r} sees {input_shape}. "
-                    "Build the model with e.g. input_shape=(224, 224, 3)."
-                )
-            total += out[1] * out[2] * math.prod(layer.kernel.shape)
-        elif isinstance(layer, keras.layers.Dense):
-            total += math.prod(layer.kernel.shape)
+        if isinstance(layer, ScannedStage):
+            total += layer.repeats * sum(_layer_flops(sub) for sub in _all_layers(layer.template()))
+        else:
+            total += _layer_flops(layer)
     return total
+
+
+def _layer_flops(layer):
+    if isinstance(layer, keras.layers.Conv2D):
+        if not isinstance(layer, TorchConv2D):
+            raise ValueError(
+                f"count_flops counts keras_preresnet's TorchConv2D layers; {layer.name!r} is a "
+                f"{type(layer).__name__}, whose input size it cannot read."
+            )
+        input_shape = (None,) + tuple(layer.input_spatial_shape or (None, None)) + (layer.kernel.shape[2],)
+        out = layer.compute_output_shape(input_shape)
+        if out[1] is None or out[2] is None:
+            raise ValueError(
+                f"count_flops needs a fixed input size; layer {layer.name!r} sees {input_shape}. "
+                "Build the model with e.g. input_shape=(224, 224, 3)."
+            )
+        return out[1] * out[2] * math.prod(layer.kernel.shape)
+    if isinstance(layer, keras.layers.Dense):
+        return math.prod(layer.kernel.shape)
+    return 0

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from keras_preresnet.pretrained import torch7
+from keras_preresnet import stages
 from keras_preresnet.layers import ResidualUnit, TorchConv2D
 
 CONV = ("nn.SpatialConvolution", "cudnn.SpatialConvolution", "nn.SpatialConvolutionMM")
@@ -508,6 +509,12 @@ def convert(source, model):
         ConversionError: a module does not match its Keras layer (nothing is assigned then).
         torch7.Torch7Error: the file is truncated or corrupt.
     """
+    if stages.is_looped(model):
+        # The module-by-module match needs every unit as a layer: convert into the unrolled twin.
+        twin = stages.unroll(model)
+        pairs = convert(source, twin)
+        stages.copy_weights(twin, model)
+        return pairs
     root = torch7.load(source) if isinstance(source, (str, os.PathLike)) else source
     if isinstance(root, dict) and "model" in root:
         root = root["model"]
@@ -550,6 +557,8 @@ def convert_file(t7_path, output_path, architecture=DEFAULT_ARCHITECTURE, **buil
     output_path = os.fspath(output_path)
     if not output_path.endswith(".weights.h5"):
         raise ValueError(f"The output must be a Keras weights file ending in '.weights.h5'; received {output_path!r}.")
+    # The file is the same from either form; the unrolled one converts without a detour.
+    build_kwargs.setdefault("scan_units", False)
     model = models.build_named(architecture, weights=None, **build_kwargs)
     convert(t7_path, model)
     return save_weights_atomically(model, output_path)
