@@ -25,10 +25,11 @@ from keras.src.utils.naming import to_snake_case
 
 _PACKAGE = "keras_preresnet"
 
-# scan_units="auto" loops a stage from this many units on: the 1001- and 1202-layer CIFAR nets and the
-# 36-unit stage of ImageNet ResNet-152/200. Shallower stages compile in seconds unrolled and stay
-# unrolled, so that each of their units remains a layer of its own (model.get_layer('conv3_block7')).
-AUTO_MIN_UNITS = 32
+# scan_units="auto" loops a stage from this many units on: the 1001- and 1202-layer CIFAR nets (111 and
+# 200 units a stage), whose unrolled first step takes minutes (TF) or does not compile (JAX). Shallower
+# stages (at most 36 units, ImageNet ResNet-152/200) stay unrolled, so that each of their units remains
+# a layer of its own (model.get_layer('conv4_block7'), layer responses, the Torch7 converter's match).
+AUTO_MIN_UNITS = 64
 
 
 def check_scan_units(scan_units):
