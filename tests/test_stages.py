@@ -20,14 +20,15 @@ def _np(t):
     return keras.ops.convert_to_numpy(t)
 
 
-def _pair(unit="full_preactivation", form=None, shortcut="identity", shortcut_options=None, **kwargs):
+def _pair(unit="full_preactivation", form=None, shortcut="identity", shortcut_options=None, remat=False,
+          **kwargs):
     """An unrolled net and its looped twin with the same weights (random BN statistics included)."""
     depth = {"bottleneck": 29, "one_layer": 11}.get(form, 20)
     options = dict(unit=unit, form=form, shortcut=shortcut, shortcut_options=shortcut_options, blocks=BLOCKS,
                    input_shape=SHAPE, classes=5, **kwargs)
     unrolled = models.build_resnet(depth, scan_units=False, **options)
     randomize_batchnorm(unrolled, seed=1)
-    looped = models.build_resnet(depth, scan_units=True, **options)
+    looped = models.build_resnet(depth, scan_units=True, remat=remat, **options)
     stages.copy_weights(unrolled, looped)
     return unrolled, looped
 
@@ -96,15 +97,18 @@ def _assert_close(a, b, what):
         assert err <= 1e-5, f"{what} of {path}: relative error {err:.2e}"
 
 
-CASES = [(unit, "basic", "identity") for unit in sorted(L.UNITS)] + [
-    ("full_preactivation", "bottleneck", "identity"),
-    ("original", "bottleneck", "identity"),
+# Every Fig. 4 order, every form and every shortcut that carries per-unit weights, without the full
+# product (each case compiles two networks); the XLA and remat tests below add two more.
+CASES = [
+    ("original", "basic", "shortcut_only_gating"),
+    ("bn_after_addition", "basic", "identity"),
+    ("relu_before_addition", "basic", "constant_scaling"),
+    ("relu_only_preactivation", "basic", "identity"),
+    ("full_preactivation", "basic", "identity"),
+    ("full_preactivation", "bottleneck", "exclusive_gating"),
+    ("original", "bottleneck", "conv1x1"),
     ("full_preactivation", "one_layer", "identity"),
     ("bn_after_addition", "one_layer", "identity"),
-    ("full_preactivation", "basic", "exclusive_gating"),
-    ("original", "basic", "shortcut_only_gating"),
-    ("full_preactivation", "basic", "conv1x1"),
-    ("relu_only_preactivation", "basic", "constant_scaling"),
 ]
 
 
@@ -118,8 +122,12 @@ def test_looped_stage_is_exact_under_xla():
     _check_exact("full_preactivation", "bottleneck", "identity", xla=True)
 
 
-def _check_exact(unit, form, shortcut, xla=False):
-    unrolled, looped = _pair(unit, form, shortcut)
+def test_rematerialised_loop_is_exact():
+    _check_exact("original", "bottleneck", "identity", remat=True)
+
+
+def _check_exact(unit, form, shortcut, xla=False, remat=False):
+    unrolled, looped = _pair(unit, form, shortcut, remat=remat)
     assert any(isinstance(l, stages.ScannedStage) for l in looped.layers)
     x = _x()
     # Inference uses the moving statistics, which randomize_batchnorm made far from a batch's.
@@ -156,6 +164,16 @@ def kp_flops(model):
     from keras_preresnet import count_flops
 
     return count_flops(model)
+
+
+def test_each_looped_unit_draws_its_own_he_initialisation():
+    stage = stages.ScannedStage(L.FullPreActivationUnit(32), [f"u{j}" for j in range(2, 10)])
+    stage.build((None, 8, 8, 32))
+    kernel = _np(next(v for v in stage.stacked if v.path.endswith("1_conv_kernel")))
+    assert kernel.shape == (8, 3, 3, 32, 32)
+    # fb.resnet.torch's He initialisation of each unit's 3x3x32->32 kernel: std sqrt(2 / (3 * 3 * 32)).
+    np.testing.assert_allclose(kernel.reshape(8, -1).std(axis=1), np.sqrt(2 / (9 * 32)), rtol=0.1)
+    assert not np.allclose(kernel[0], kernel[1])
 
 
 def test_a_stage_of_units_that_change_shape_cannot_loop():
@@ -272,3 +290,45 @@ def test_unroll_and_fold_batchnorm_give_the_looped_function_with_a_layer_per_uni
     expected = _np(looped(x, training=False))
     np.testing.assert_allclose(_np(twin(x, training=False)), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(_np(fold_batchnorm(looped)(x, training=False)), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_remat_shrinks_the_activation_memory_of_a_compiled_step():
+    """JAX: XLA's temporary buffers of a training step, looped with and without rematerialisation."""
+    if BACKEND != "jax":
+        pytest.skip("XLA's memory_analysis of a jitted step is read on JAX")
+    import jax
+
+    def temp_bytes(remat):
+        model = models.build_resnet(20, blocks=(1, 1, 8), input_shape=(16, 16, 3), classes=5, scan_units=True,
+                                    remat=remat)
+        x = _x(8, seed=1).repeat(2, axis=1).repeat(2, axis=2)
+
+        def loss(trainable, non_trainable):
+            y, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
+            return y.sum(), non_trainable
+
+        args = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+        compiled = jax.jit(jax.grad(loss, has_aux=True)).lower(*args).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    plain, remat = temp_bytes(False), temp_bytes(True)
+    assert remat < 0.75 * plain, (remat, plain)
+
+
+def test_looped_net_learns_on_real_images_like_the_unrolled_one(cifar_dir):
+    from keras_preresnet.datasets import load_cifar
+
+    images, labels = load_cifar(cifar_dir, "cifar10", "train")
+    x = ((images[:64] - 128.0) / 64.0).astype("float32")
+    y = labels[:64]
+    built = [models.build_resnet(20, blocks=(1, 1, 3), input_shape=x.shape[1:], classes=10, scan_units=scan,
+                                 classifier_activation=None) for scan in (False, True)]
+    stages.copy_weights(*built)  # the same starting weights
+    histories = []
+    for model in built:
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        histories.append(model.fit(x, y, batch_size=16, epochs=6, shuffle=False, verbose=0).history["loss"])
+    unrolled, looped = histories
+    assert looped[-1] < 0.7 * looped[0], looped
+    np.testing.assert_allclose(looped, unrolled, rtol=1e-3)
