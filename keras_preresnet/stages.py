@@ -92,7 +92,13 @@ def _stacked_initializer(owner, variable, count):
         value = keras.ops.convert_to_numpy(variable)
         return lambda shape, dtype=None: np.broadcast_to(value, shape).astype(dtype or value.dtype)
     init = keras.initializers.get(init)
-    return lambda shape, dtype=None: keras.ops.stack([init(shape[1:], dtype=dtype) for _ in range(count)])
+
+    def draw(shape, dtype=None):
+        # An unseeded Keras initializer repeats its values on every call: one fresh copy per unit.
+        copies = [type(init).from_config(init.get_config()) for _ in range(count)]
+        return keras.ops.stack([copy(shape[1:], dtype=dtype) for copy in copies])
+
+    return draw
 
 
 def _scan(f, init, xs, ys_spec):
