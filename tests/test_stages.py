@@ -332,3 +332,18 @@ def test_looped_net_learns_on_real_images_like_the_unrolled_one(cifar_dir):
     unrolled, looped = histories
     assert looped[-1] < 0.7 * looped[0], looped
     np.testing.assert_allclose(looped, unrolled, rtol=1e-3)
+
+
+def test_torch7_checkpoint_converts_into_a_looped_model(tmp_path):
+    import torch7_writer as writer
+
+    blocks = (1, 1, 3, 1)
+    path = str(tmp_path / "model.t7")
+    writer.save(path, writer.released_preresnet(blocks=blocks, classes=7))
+    built = [models.build_resnet(200, layout="imagenet", blocks=blocks, classes=7, input_shape=(32, 32, 3),
+                                 classifier_activation=None, scan_units=scan, weights=path) for scan in (False, True)]
+    assert stages.is_looped(built[1])
+    x = np.random.RandomState(2).rand(2, 32, 32, 3).astype("float32")
+    expected = _np(built[0](x, training=False))
+    assert expected.std() > 0.01
+    np.testing.assert_allclose(_np(built[1](x, training=False)), expected, rtol=1e-5, atol=1e-5)
