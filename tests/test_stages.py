@@ -347,3 +347,26 @@ def test_torch7_checkpoint_converts_into_a_looped_model(tmp_path):
     expected = _np(built[0](x, training=False))
     assert expected.std() > 0.01
     np.testing.assert_allclose(_np(built[1](x, training=False)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_looped_model_exports_to_every_format_with_parity(cifar_dir, tmp_path):
+    if BACKEND != "tensorflow":
+        pytest.skip("the exporters run on TensorFlow")
+    import export
+    import export_testing
+    from export import servable as servable_lib
+
+    model = models.build_resnet(20, blocks=(1, 1, 3), scan_units=True)
+    randomize_batchnorm(model, seed=3)
+    export_testing.write_cifar_images(cifar_dir, tmp_path / "parity", count=4)
+    servable = servable_lib.Servable(model, "looped", servable_lib.CIFAR10_CLASSES, "cifar10")
+    result = export.export_model(servable, tmp_path / "out", formats=("saved_model", "tflite", "onnx"),
+                                 parity_data=tmp_path / "parity", log=lambda *_: None)
+    assert [r.artifact for r in result.reports] == [
+        "saved_model/serving_default", "saved_model/preprocessed", "tflite/float32", "onnx"]
+    assert all(r.passed for r in result.reports)
+    import onnx
+
+    # Exported unrolled: a straight-line graph, one node group per unit, no Loop for runtimes to run.
+    graph = onnx.load(os.path.join(result.paths["onnx"], "model.onnx")).graph
+    assert "Loop" not in {node.op_type for node in graph.node}
