@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import keras_preresnet
 from keras_preresnet import defaults, models, preprocessing
+from keras_preresnet.models import resolve_architecture
 from keras_preresnet.datasets import CIFAR10_CLASSES
 
 PREPROCESSING = ("imagenet", "cifar10", "cifar100")
@@ -82,17 +83,6 @@ class Servable:
         x = tf.image.resize(x, (size, size), method="bilinear", antialias=True)
         x = tf.ensure_shape(x, [size, size, 3])
         return (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
-
-
-def resolve_architecture(model_name):
-    """``'PreActResNet200'`` or ``'preact_resnet200'`` -> ``'preact_resnet200'`` (a key of ARCHITECTURES)."""
-    by_name = {key.lower(): key for key in models.ARCHITECTURES}
-    by_name.update({models.public_name(key).lower(): key for key in models.ARCHITECTURES})
-    key = by_name.get(str(model_name).lower())
-    if key is None:
-        known = ", ".join(models.public_name(key) for key in models.ARCHITECTURES)
-        raise ValueError(f"Unknown model {model_name!r}; known models: {known}.")
-    return key
 
 
 def read_labels(path):

@@ -41,7 +41,10 @@ def main(argv):
     from keras_preresnet import datasets, defaults
     from keras_preresnet.models import ARCHITECTURES, LAYOUTS
 
-    key = next((k for k in ARCHITECTURES if kp.models.public_name(k) == FLAGS.model), None)
+    try:
+        key = kp.models.resolve_architecture(FLAGS.model)
+    except ValueError:
+        key = None
     if key is None or ARCHITECTURES[key]["layout"] != "cifar":
         cifar = sorted(kp.models.public_name(k) for k, v in ARCHITECTURES.items() if v["layout"] == "cifar")
         raise app.UsageError(f"--model must be a CIFAR network, one of {cifar}; got {FLAGS.model!r}.")

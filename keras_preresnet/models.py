@@ -15,6 +15,7 @@ import keras
 
 from keras_preresnet import layers as units
 from keras_preresnet.layers import TorchConv2D, batch_norm
+from keras_preresnet.pretrained import weights as weights_lib
 
 CIFAR = "cifar"
 IMAGENET = "imagenet"
@@ -158,16 +159,34 @@ def _input_shape(input_shape, layout, include_top, weights):
     return shape
 
 
+def resolve_architecture(name):
+    """``'PreActResNet200'`` or ``'preact_resnet200'`` (any case) -> ``'preact_resnet200'``, a key of ``ARCHITECTURES``."""
+    by_name = {key.lower(): key for key in ARCHITECTURES}
+    by_name.update({public_name(key).lower(): key for key in ARCHITECTURES})
+    key = by_name.get(str(name).lower())
+    if key is None:
+        known = ", ".join(public_name(key) for key in ARCHITECTURES)
+        raise ValueError(f"Unknown model {name!r}; known models: {known}.")
+    return key
+
+
+def named_architecture(depth, unit, layout, form=None):
+    """The key of ``ARCHITECTURES`` with this structure (and the depth's own unit form), or None."""
+    for key, spec in ARCHITECTURES.items():
+        if (spec["depth"], spec["unit"], spec["layout"]) == (depth, unit, layout):
+            return key if form in (None, stage_plan(depth, layout)[0]) else None
+    return None
+
+
 def _check_weights(weights, include_top, classes, classifier_activation, architecture):
     if weights is None:
         return
     if weights == "imagenet":
-        from keras_preresnet.pretrained import weights as weights_lib
-
         if architecture not in weights_lib.PRETRAINED:
             raise ValueError(
-                f"No ImageNet weights are published for {architecture or 'this architecture'}; "
-                f"they exist for {sorted(weights_lib.PRETRAINED)}. Use weights=None or a weights file."
+                f"No ImageNet weights are published for {architecture or 'this structure'}; "
+                f"they exist for {sorted(weights_lib.PRETRAINED)} as built by their named builders. "
+                "Use weights=None or a weights file."
             )
         if include_top and classes != 1000:
             raise ValueError(
@@ -222,7 +241,6 @@ def build_resnet(
     kernel_regularizer=None,
     use_bias=False,
     blocks=None,
-    architecture=None,
 ):
     """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
 
@@ -244,14 +262,18 @@ def build_resnet(
         use_bias: give every convolution a bias.
         blocks: units per stage, overriding the depth's (e.g. ``(1, 1, 1, 1)`` for a shallow
             ImageNet-layout net in tests); the depth still picks the unit form.
-        architecture: the named architecture this is (e.g. ``'preact_resnet200'``), used to find
-            pretrained weights.
+
+    ``weights='imagenet'`` is found from the structure: it is accepted where depth, unit and layout
+    are those of a network in ``weights.PRETRAINED`` and nothing else departs from it.
     """
     units.check_choice("unit", unit, units.UNITS)
     units.check_choice("shortcut", shortcut, units.SHORTCUTS)
     units.check_choice("layout", layout, LAYOUTS)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
+    architecture = named_architecture(depth, unit, layout, form)
+    if (shortcut, shortcut_options, projection, blocks, use_bias) != ("identity", None, None, None, False):
+        architecture = None  # pretrained weights are of the named structure only
     form, depth_blocks = stage_plan(depth, layout, form)
     blocks = depth_blocks if blocks is None else _check_blocks(blocks, layout)
     classes = LAYOUTS[layout]["classes"] if classes is None else classes
@@ -316,14 +338,10 @@ def build_resnet(
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
 
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    if name is None:
-        name = architecture or _default_name(unit, depth, layout)
-    model = keras.Model(inputs, x, name=name)
+    model = keras.Model(inputs, x, name=name or _default_name(unit, depth, layout))
 
     if weights is not None:
-        from keras_preresnet.pretrained import weights as weights_lib
-
-        weights_lib.load_into(model, weights, architecture=architecture, include_top=include_top)
+        weights_lib.load_into(model, weights, architecture)
     return model
 
 
@@ -345,9 +363,8 @@ def build_named(
     name=None,
     **kwargs,
 ):
-    """Builds a model of ``ARCHITECTURES`` by its key, e.g. ``build_named('preact_resnet164')``."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}.")
+    """Builds a model of ``ARCHITECTURES`` by its key or public name, e.g. ``build_named('PreActResNet164')``."""
+    architecture = resolve_architecture(architecture)
     spec = ARCHITECTURES[architecture]
     return build_resnet(
         spec["depth"],
@@ -361,7 +378,6 @@ def build_named(
         classes=classes,
         classifier_activation=classifier_activation,
         name=name,
-        architecture=architecture,
         **kwargs,
     )
 

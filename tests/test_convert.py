@@ -241,7 +241,7 @@ def test_failed_conversion_leaves_no_output(tmp_path, monkeypatch, capsys):
 
 def test_output_must_be_a_keras_weights_file(tmp_path):
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
-        convert.convert_file(write(tmp_path), tmp_path / "model.h5")
+        convert_cli.convert_file(write(tmp_path), tmp_path / "model.h5")
 
 
 @pytest.mark.slow

@@ -136,4 +136,4 @@ def test_keras_file_of_another_architecture_is_refused(tmp_path):
 
 def test_unknown_architecture_has_no_imagenet_weights():
     with pytest.raises(ValueError, match="preact_resnet200"):
-        weights.pretrained_weights("preact_resnet50")
+        weights.torch_checkpoint("preact_resnet50")

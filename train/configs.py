@@ -82,7 +82,6 @@ class Config:
     unit: str
     layout: str
     recipe: str
-    architecture: str = None  # key of keras_preresnet.models.ARCHITECTURES when it is a named net
     form: str = None
     shortcut: str = "identity"
     shortcut_options: dict = None
@@ -138,7 +137,7 @@ _UNIT_ABLATIONS = {
 _WARMUP_DEPTHS = (110, 1001)
 
 
-def _cifar_config(name, description, dataset, depth, unit, form=None, architecture=None, **kwargs):
+def _cifar_config(name, description, dataset, depth, unit, form=None, **kwargs):
     return Config(
         name=name,
         description=description,
@@ -147,7 +146,6 @@ def _cifar_config(name, description, dataset, depth, unit, form=None, architectu
         unit=unit,
         form=form,
         layout="cifar",
-        architecture=architecture,
         recipe="cifar_paper_warmup" if depth in _WARMUP_DEPTHS else "cifar_paper",
         **kwargs,
     )
@@ -172,7 +170,7 @@ def _build_configs():
             configs.append(_cifar_config(
                 f"{dataset}_{architecture}",
                 f"{_DATASET_NAMES[dataset]} {kind} ResNet-{spec['depth']} (Tables 2-4)",
-                dataset, spec["depth"], spec["unit"], _form(spec["depth"]), architecture,
+                dataset, spec["depth"], spec["unit"], _form(spec["depth"]),
                 paper_error=_PAPER_ERRORS.get((dataset, architecture), "-"),
             ))
     for depth in (110, 164):
@@ -203,7 +201,7 @@ def _build_configs():
             description=f"ImageNet {kind} ResNet-{spec['depth']} (fb.resnet.torch recipe"
                         f"{' of the released checkpoint' if architecture == 'preact_resnet200' else ''})",
             dataset="imagenet2012", depth=spec["depth"], unit=spec["unit"], layout="imagenet",
-            architecture=architecture, recipe="imagenet", batch_size=256, image_size=224, eval_resize=256,
+            recipe="imagenet", batch_size=256, image_size=224, eval_resize=256,
             augmentation=IMAGENET_AUGMENTATION, paper_error=spec["paper_error"],
         ))
     return {config.name: config for config in configs}

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_preresnet.pretrained.weights import save_weights_atomically
 from train import configs, data, distribute, network, reporting
 
 CHECKPOINT_DIR = "checkpoints"
@@ -93,13 +94,6 @@ def _check_settings(settings):
 
 def _all_finite(variables):
     return all(np.all(np.isfinite(keras.ops.convert_to_numpy(v))) for v in variables)
-
-
-def _save_weights_atomically(model, path):
-    # Keras insists on the .weights.h5 suffix; the temporary keeps it.
-    temporary = path[: -len(".weights.h5")] + f".tmp-{os.getpid()}.weights.h5"
-    model.save_weights(temporary)
-    os.replace(temporary, path)
 
 
 class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -301,7 +295,7 @@ class Trainer:
         if self.chief:
             reporting.write_summary(self.work_dir, summary)
         else:
-            _save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
+            save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
         # Workers leave together: one that exits while another still writes looks like a crash to
         # the cluster's coordination service.
         self.sync_statistics()
@@ -389,10 +383,10 @@ class Trainer:
     def _epoch_end(self, rows, row, writers):
         if not self.chief:
             return
-        _save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
+        save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
         best = reporting.best_row(rows)
         if best is row:
-            _save_weights_atomically(self.model, os.path.join(self.work_dir, BEST_WEIGHTS))
+            save_weights_atomically(self.model, os.path.join(self.work_dir, BEST_WEIGHTS))
         reporting.write_metrics(self.work_dir, rows)
         with writers[1].as_default(step=row["step"]):
             for key in ("test_loss", "test_error", "test_top5_error"):

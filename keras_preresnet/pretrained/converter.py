@@ -16,7 +16,6 @@ The command line is ``python -m keras_preresnet.convert`` (``keras_preresnet/con
 
 import math
 import os
-import tempfile
 
 import keras
 import numpy as np
@@ -36,7 +35,6 @@ CONTAINERS = ("nn.Sequential", "nn.DataParallelTable")
 KINDS = {**{c: "conv" for c in CONV}, **{c: "bn" for c in BATCH_NORM}, **{c: "relu" for c in RELU},
          **{c: "maxpool" for c in MAX_POOL}, **{c: "avgpool" for c in AVG_POOL},
          **{c: "linear" for c in LINEAR}}
-DEFAULT_ARCHITECTURE = "preact_resnet200"
 
 
 class ConversionError(ValueError):
@@ -519,37 +517,3 @@ def convert(source, model):
     _match_model(_flatten(root, "model"), keras_nodes, plan)
     plan.apply()
     return plan.pairs
-
-
-def save_weights_atomically(model, path):
-    """Writes ``model``'s weights to ``path`` (``*.weights.h5``) through a temporary file and a rename."""
-    path = os.fspath(path)
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"Keras weights files end in '.weights.h5'; received {path!r}.")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp.weights.h5", dir=directory)
-    os.close(fd)
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def convert_file(t7_path, output_path, architecture=DEFAULT_ARCHITECTURE, **build_kwargs):
-    """Converts a ``.t7`` checkpoint into a Keras weights file for ``architecture``.
-
-    The file is written only if the whole checkpoint converted; ``build_kwargs`` go to the builder
-    (e.g. ``use_bias=True``).
-    """
-    from keras_preresnet import models
-
-    output_path = os.fspath(output_path)
-    if not output_path.endswith(".weights.h5"):
-        raise ValueError(f"The output must be a Keras weights file ending in '.weights.h5'; received {output_path!r}.")
-    model = models.build_named(architecture, weights=None, **build_kwargs)
-    convert(t7_path, model)
-    return save_weights_atomically(model, output_path)
