@@ -38,24 +38,6 @@ IMAGENET_BLOCKS = {
 # Convolutions per unit, and so the depth 2 + convs * units_per_stage * 3 of a CIFAR net.
 CONVS_PER_UNIT = {"basic": 2, "bottleneck": 3, "one_layer": 1}
 
-# What the network needs around its units for each order (Fig. 4): the CIFAR stem after its conv,
-# and the head before pooling. Pre-activation nets end with the activation their last unit skipped.
-STEM_TAIL = {
-    "original": ("bn", "relu"),
-    "bn_after_addition": ("bn", "relu"),
-    "relu_before_addition": ("bn", "relu"),
-    "relu_only_preactivation": ("bn",),
-    "full_preactivation": (),
-}
-HEAD = {
-    "original": (),
-    "bn_after_addition": (),
-    "relu_before_addition": (),
-    "relu_only_preactivation": ("relu",),
-    "full_preactivation": ("bn", "relu"),
-}
-PREACTIVATION_UNITS = ("relu_only_preactivation", "full_preactivation")
-
 # The named models: one line each. `paper_error` is the published test error in % (CIFAR-10
 # median of 5 runs unless noted; ImageNet top-1, single model) for the README's table.
 ARCHITECTURES = {
@@ -125,8 +107,9 @@ def _unit_settings(layout, unit, form):
     if layout == CIFAR and form != "bottleneck":
         # ResNet paper Sec. 4.2: option A (parameter-free) shortcuts on CIFAR.
         return dict(projection="A", projection_bn=True, stride_position="first", first_unit_from="raw")
+    preactivation = units.UNITS[unit].preactivates()
     if layout == CIFAR:
-        if unit in PREACTIVATION_UNITS:
+        if preactivation:
             # The paper's CIFAR code: the widening unit pre-activates once and projects that.
             return dict(projection="B", projection_bn=False, stride_position="first",
                         first_unit_from="preactivated")
@@ -134,7 +117,7 @@ def _unit_settings(layout, unit, form):
     # ImageNet: pre-act nets follow the released fb.resnet.torch ResNet-200 (stride on the 3x3,
     # conv-BN projection of the raw input); original nets follow the ResNet paper's models, whose
     # stride sits on the first 1x1 (Table 1 FLOPs).
-    stride = "3x3" if unit in PREACTIVATION_UNITS else "first"
+    stride = "3x3" if preactivation else "first"
     return dict(projection="B", projection_bn=True, stride_position=stride, first_unit_from="raw")
 
 
@@ -206,12 +189,62 @@ def _check_weights(weights, include_top, classes, classifier_activation, archite
         )
 
 
-def _apply_ops(sequence, x, prefix, dtype=None):
-    for op in sequence:
-        if op == "bn":
-            x = batch_norm(f"{prefix}_bn")(x)
-        else:
-            x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
+def _apply_ops(sequence, x, prefix):
+    """Stem and head ops as named layers (``<prefix>_bn``, ``<prefix>_relu``)."""
+    steps = [(op, batch_norm(f"{prefix}_bn") if op == "bn" else keras.layers.ReLU(name=f"{prefix}_relu"))
+             for op in sequence]
+    return units.apply_ops(steps, x)
+
+
+def stem(x, layout, unit_cls, conv_options):
+    """The first convolution and what follows it: ImageNet conv-BN-ReLU-max-pool (ResNet paper
+    Table 1), CIFAR a 3x3 convolution and the unit order's ``stem_tail``."""
+    if layout == IMAGENET:
+        x = TorchConv2D(64, 7, strides=2, name="conv1_conv", **conv_options)(x)
+        x = _apply_ops(("bn", "relu"), x, "conv1")
+        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        return keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    x = TorchConv2D(16, 3, name="conv1_conv", **conv_options)(x)
+    return _apply_ops(unit_cls.stem_tail, x, "conv1")
+
+
+def stages(x, layout, unit_cls, form, blocks, settings, unit_options):
+    """The residual units, stage by stage (``conv<stage>_block<unit>``); the first unit of a stage
+    changes the width and stride."""
+    widths, strides = LAYOUTS[layout]["widths"], LAYOUTS[layout]["strides"]
+    for stage, (width, stride, count) in enumerate(zip(widths, strides, blocks)):
+        for j in range(count):
+            first = j == 0
+            x = unit_cls(
+                width,
+                strides=stride if first else 1,
+                form=form,
+                projection=settings["projection"],
+                projection_bn=settings["projection_bn"],
+                stride_position=settings["stride_position"],
+                shortcut_from=settings["first_unit_from"] if first else "raw",
+                name=f"conv{stage + 2}_block{j + 1}",
+                **unit_options,
+            )(x)
+    return x
+
+
+def head(x, unit_cls, include_top, pooling, classes, classifier_activation, kernel_regularizer):
+    """The unit order's ``head`` ops, then the classifier (``include_top``) or the chosen pooling."""
+    x = _apply_ops(unit_cls.head, x, "post")
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return keras.layers.Dense(
+            classes,
+            activation=classifier_activation,
+            kernel_regularizer=kernel_regularizer,
+            name="predictions",
+            dtype=_classifier_dtype(),
+        )(x)
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
     return x
 
 
@@ -293,49 +326,12 @@ def build_resnet(
     else:
         img_input = input_tensor
 
-    conv_options = dict(use_bias=use_bias, kernel_regularizer=kernel_regularizer)
-    if layout == IMAGENET:
-        x = TorchConv2D(64, 7, strides=2, name="conv1_conv", **conv_options)(img_input)
-        x = _apply_ops(("bn", "relu"), x, "conv1")
-        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-        x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    else:
-        x = TorchConv2D(16, 3, name="conv1_conv", **conv_options)(img_input)
-        x = _apply_ops(STEM_TAIL[unit], x, "conv1")
-
     unit_cls = units.UNITS[unit]
-    widths, strides = LAYOUTS[layout]["widths"], LAYOUTS[layout]["strides"]
-    for stage, (width, stride, count) in enumerate(zip(widths, strides, blocks)):
-        for j in range(count):
-            first = j == 0
-            x = unit_cls(
-                width,
-                strides=stride if first else 1,
-                form=form,
-                shortcut=shortcut,
-                shortcut_options=shortcut_options,
-                projection=settings["projection"],
-                projection_bn=settings["projection_bn"],
-                stride_position=settings["stride_position"],
-                shortcut_from=settings["first_unit_from"] if first else "raw",
-                name=f"conv{stage + 2}_block{j + 1}",
-                **conv_options,
-            )(x)
-    x = _apply_ops(HEAD[unit], x, "post")
-
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = keras.layers.Dense(
-            classes,
-            activation=classifier_activation,
-            kernel_regularizer=kernel_regularizer,
-            name="predictions",
-            dtype=_classifier_dtype(),
-        )(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    conv_options = dict(use_bias=use_bias, kernel_regularizer=kernel_regularizer)
+    x = stem(img_input, layout, unit_cls, conv_options)
+    x = stages(x, layout, unit_cls, form, blocks, settings,
+               dict(shortcut=shortcut, shortcut_options=shortcut_options, **conv_options))
+    x = head(x, unit_cls, include_top, pooling, classes, classifier_activation, kernel_regularizer)
 
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     model = keras.Model(inputs, x, name=name or _default_name(unit, depth, layout))

@@ -219,14 +219,8 @@ def _unit_parts(unit):
             f"Keras layer {unit.name!r} projects the pre-activated input; the released ResNet-200 "
             "projects the raw input of the unit."
         )
-    layers = iter(unit.branch_layers)
-    branch = []
-    for op in unit.branch_ops_:
-        if op == "relu":
-            branch.append(_Keras("relu", None, f"{unit.name} (ReLU)"))
-        else:
-            layer = next(layers)
-            branch.append(_Keras(op, layer, layer.name))
+    branch = [_Keras(op, layer, layer.name) if layer is not None else _Keras(op, None, f"{unit.name} (ReLU)")
+              for op, layer in unit.branch_steps()]
     shortcut = []
     if unit.projection_conv is not None:
         shortcut.append(_Keras("conv", unit.projection_conv, unit.projection_conv.name))
@@ -461,17 +455,15 @@ def _match_model(torch_nodes, keras_nodes, plan):
             _match_sequence(t.shortcut, shortcut, plan, f"{where}, shortcut")
             plan.pairs.append((t.path, k.name))
             # f of Eqn. 2 (what the unit does after its addition) are the Torch modules after CAddTable.
-            after = iter(k.layer.after_layers)
-            for op in k.layer.after_addition:
+            for op, layer in k.layer.after_addition_steps():
                 i += 1
                 if i >= len(torch_nodes) or torch_nodes[i].kind != op:
                     raise ConversionError(
                         f"Keras unit {k.name!r} applies {op} after its addition; the Torch model does not "
                         f"after {t}."
                     )
-                if op == "bn":
-                    layer = next(after)
-                    _match_leaf(torch_nodes[i], _Keras("bn", layer, layer.name), plan, None, None)
+                if layer is not None:
+                    _match_leaf(torch_nodes[i], _Keras(op, layer, layer.name), plan, None, None)
         else:
             follower = torch_nodes[i + 1].kind if i + 1 < len(torch_nodes) else None
             pending = _match_leaf(t, k, plan, None, follower)
