@@ -38,7 +38,7 @@ def main(argv):
     import numpy as np
 
     import keras_preresnet as kp
-    from keras_preresnet import datasets, defaults
+    from keras_preresnet import datasets
     from keras_preresnet.models import ARCHITECTURES, LAYOUTS
 
     try:
@@ -59,10 +59,11 @@ def main(argv):
     print(f"  trainable parameters  {params:,}")
     print(f"  multiply-adds / image {kp.count_flops(model) / 1e6:,.1f} M at "
           f"{LAYOUTS['cifar']['default_size']}x{LAYOUTS['cifar']['default_size']}")
-    print(f"  paper's CIFAR-10 test error {spec['paper_error']}%")
+    print(f"  paper's CIFAR-10 test error {kp.models.PAPER_ERRORS.get((key, 'cifar10'), '-')}%")
 
     x_test, y_test = datasets.load_cifar(FLAGS.cifar_dir, "cifar10", "test")
-    mean, std = np.array(defaults.CIFAR10_MEAN), np.array(defaults.CIFAR10_STD)
+    cifar10 = datasets.DATASETS["cifar10"]
+    mean, std = np.array(cifar10.mean), np.array(cifar10.std)
     normalize = lambda images: ((images.astype("float32") - mean) / std).astype("float32")  # noqa: E731
     x_test, y_test = normalize(x_test[: FLAGS.images]), y_test[: FLAGS.images]
     accuracy, speed = _accuracy(model, x_test, y_test)

@@ -18,7 +18,8 @@ import bisect
 import dataclasses
 import math
 
-from keras_preresnet.models import ARCHITECTURES, stage_plan
+from keras_preresnet.datasets import DATASETS
+from keras_preresnet.models import ARCHITECTURES, PAPER_ERRORS, stage_plan
 
 CIFAR_AUGMENTATION = "cifar"
 IMAGENET_AUGMENTATION = "imagenet"
@@ -86,8 +87,7 @@ class Config:
     shortcut: str = "identity"
     shortcut_options: dict = None
     batch_size: int = 128
-    image_size: int = 32
-    eval_resize: int = 32
+    image_size: int = DATASETS["cifar10"].image_size
     augmentation: str = CIFAR_AUGMENTATION
     paper_error: str = "-"  # the published test error (%) this experiment reproduces
 
@@ -95,22 +95,8 @@ class Config:
         return hash(self.name)
 
 
-DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet2012": 1000}
 _DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
-# Published CIFAR-10/100 test errors (%) of the main comparisons (Table 3; ResNet-110 from Table 2).
-_PAPER_ERRORS = {
-    ("cifar10", "resnet110"): "6.61",
-    ("cifar10", "preact_resnet110"): "6.37",
-    ("cifar10", "resnet164"): "5.93",
-    ("cifar10", "preact_resnet164"): "5.46",
-    ("cifar10", "resnet1001"): "7.61",
-    ("cifar10", "preact_resnet1001"): "4.92",
-    ("cifar100", "resnet164"): "25.16",
-    ("cifar100", "preact_resnet164"): "24.33",
-    ("cifar100", "resnet1001"): "27.82",
-    ("cifar100", "preact_resnet1001"): "22.71",
-}
 # Table 1 (ResNet-110, original unit): shortcut types and their options, with the published errors.
 _SHORTCUT_ABLATIONS = {
     "constant_scaling_0.5": ("constant_scaling", {"shortcut_scale": 0.5, "residual_scale": 0.5}, "12.35"),
@@ -171,7 +157,7 @@ def _build_configs():
                 f"{dataset}_{architecture}",
                 f"{_DATASET_NAMES[dataset]} {kind} ResNet-{spec['depth']} (Tables 2-4)",
                 dataset, spec["depth"], spec["unit"], _form(spec["depth"]),
-                paper_error=_PAPER_ERRORS.get((dataset, architecture), "-"),
+                paper_error=PAPER_ERRORS.get((architecture, dataset), "-"),
             ))
     for depth in (110, 164):
         for suffix, (shortcut, options, error) in _SHORTCUT_ABLATIONS.items():
@@ -201,8 +187,8 @@ def _build_configs():
             description=f"ImageNet {kind} ResNet-{spec['depth']} (fb.resnet.torch recipe"
                         f"{' of the released checkpoint' if architecture == 'preact_resnet200' else ''})",
             dataset="imagenet2012", depth=spec["depth"], unit=spec["unit"], layout="imagenet",
-            recipe="imagenet", batch_size=256, image_size=224, eval_resize=256,
-            augmentation=IMAGENET_AUGMENTATION, paper_error=spec["paper_error"],
+            recipe="imagenet", batch_size=256, image_size=DATASETS["imagenet2012"].image_size,
+            augmentation=IMAGENET_AUGMENTATION, paper_error=PAPER_ERRORS.get((architecture, "imagenet2012"), "-"),
         ))
     return {config.name: config for config in configs}
 

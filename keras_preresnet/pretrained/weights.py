@@ -7,21 +7,59 @@ built, and that model's weights are cached as the Keras file for next time. The 
 (``$KERAS_HOME`` or ``~/.keras``), folder ``models/keras_preresnet``.
 """
 
+import dataclasses
 import os
 import tempfile
 
 import keras
 
+from keras_preresnet import datasets, defaults
 from keras_preresnet.pretrained import converter
+
+@dataclasses.dataclass(frozen=True)
+class WeightsRecord:
+    """One published checkpoint: where it comes from, how its images were prepared, how well it does.
+
+    Attributes:
+        url, torch_file: the original Torch7 checkpoint and its file name in the cache.
+        keras_file: the converted Keras weights file in the cache.
+        source: who trained it, on what.
+        dataset: key of ``datasets.DATASETS`` (classes, labels, normalisation).
+        image_size, resize_size: the centre crop and the shorter side resized to before it.
+        interpolation: how the shorter side is resized.
+        mean, std: per-channel normalisation of RGB images scaled to [0, 1].
+        top1_error, top5_error: validation error (%) of a single centre crop.
+    """
+
+    url: str
+    torch_file: str
+    keras_file: str
+    source: str
+    dataset: str
+    image_size: int
+    resize_size: int
+    interpolation: str
+    mean: tuple
+    std: tuple
+    top1_error: float
+    top5_error: float
+
+
+_IMAGENET = datasets.DATASETS["imagenet2012"]
 
 # Architectures with published ImageNet weights. fb.resnet.torch publishes no checksum for them.
 PRETRAINED = {
-    "preact_resnet200": dict(
+    "preact_resnet200": WeightsRecord(
         url="https://d2j0dndfm35trm.cloudfront.net/resnet-200.t7",
         torch_file="resnet-200.t7",
         keras_file="preact_resnet200_fb_imagenet.weights.h5",
         source="fb.resnet.torch (Facebook AI Research), pre-activation ResNet-200 trained on ILSVRC-2012",
-        # ILSVRC-2012 validation error %, single 224x224 centre crop of the 256-resized image.
+        dataset="imagenet2012",
+        image_size=_IMAGENET.image_size,
+        resize_size=_IMAGENET.eval_resize,
+        interpolation="bicubic (Torch7 image.scale: corner-aligned Catmull-Rom, no antialiasing)",
+        mean=defaults.IMAGENET_MEAN,
+        std=defaults.IMAGENET_STD,
         top1_error=21.66,
         top5_error=5.79,
     ),
@@ -62,18 +100,18 @@ def torch_checkpoint(architecture=DEFAULT_ARCHITECTURE, url=None):
     """The original Torch7 checkpoint in the cache, downloaded first if it is not there."""
     entry = _entry(architecture)
     directory = cache_dir()
-    path = os.path.join(directory, entry["torch_file"])
+    path = os.path.join(directory, entry.torch_file)
     if os.path.exists(path):
         return path
-    url = url or os.environ.get(URL_ENV) or entry["url"]
+    url = url or os.environ.get(URL_ENV) or entry.url
     os.makedirs(directory, exist_ok=True)
     try:
-        return _download(url, entry["torch_file"])
+        return _download(url, entry.torch_file)
     except Exception as error:  # get_file raises URLError, HTTPError, OSError, ValueError ...
         raise WeightsUnavailableError(
             f"Could not download the pretrained {architecture} checkpoint from {url} ({error}). Either put "
-            f"{entry['torch_file']} (from {entry['url']} or a mirror) into {directory}, or pass "
-            f"weights=<path to {entry['torch_file']} or a converted .weights.h5>. A mirror URL can also be "
+            f"{entry.torch_file} (from {entry.url} or a mirror) into {directory}, or pass "
+            f"weights=<path to {entry.torch_file} or a converted .weights.h5>. A mirror URL can also be "
             f"given in ${URL_ENV}."
         ) from error
 
@@ -101,7 +139,7 @@ def _load_imagenet(model, architecture, url):
     """Loads the published weights of ``architecture`` into ``model`` from the cache, converting the
     Torch7 checkpoint (downloaded if needed) into ``model`` itself on a cache miss."""
     entry = _entry(architecture)
-    keras_path = os.path.join(cache_dir(), entry["keras_file"])
+    keras_path = os.path.join(cache_dir(), entry.keras_file)
     if os.path.exists(keras_path):
         _load_keras_file(model, keras_path)
         return
