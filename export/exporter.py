@@ -44,11 +44,6 @@ def format_base(out, name, fmt):
     return os.path.join(os.fspath(out), name + FORMAT_SUFFIX[fmt])
 
 
-def fold(model):
-    """The inference copy of ``model`` with BatchNorm folded into the convolutions it follows."""
-    return keras_preresnet.fold_batchnorm(model)
-
-
 def _check_formats(formats, quantize, calibration_data):
     formats = _check_list("formats", formats, FORMATS)
     quantize = _check_list("quantize", quantize, tflite.QUANTIZED)
@@ -124,7 +119,7 @@ def export_model(
         reference = servable.model.predict(preprocessed, verbose=0)
         exported = servable
         if fold_batchnorm:
-            exported = dataclasses.replace(servable, model=fold(servable.model))
+            exported = dataclasses.replace(servable, model=keras_preresnet.fold_batchnorm(servable.model))
         reports = _write_all(exported, staged, quantize, parity_files, preprocessed, reference, calibration_files, log)
         log(parity.format_table(reports))
         parity.check(reports)

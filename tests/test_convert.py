@@ -1,4 +1,4 @@
-"""The Torch7 converter against synthetic checkpoints of the released ResNet-200 layout (SPEC §3).
+"""The Torch7 converter against synthetic checkpoints of the released ResNet-200 layout (docs/pretrained.md).
 
 Fast tests use reduced depths (every kind of unit: stride-1 and stride-2 projections, identity
 units); the slow test writes all 200 layers. Parity is measured against ``torch_reference``, an

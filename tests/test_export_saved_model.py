@@ -123,7 +123,7 @@ def test_saved_model_cli_run_serves_encoded_images(exported, tmp_path):
 
 
 def test_grpc_predict_request_of_the_docs_fits_the_signature(exported):
-    # No TF Serving binary can run here (SPEC §5); this builds the docs' gRPC PredictRequest with
+    # No TF Serving binary can run here; this builds the docs' gRPC PredictRequest with
     # tensorflow-serving-api and feeds its tensors to the signature the way the server maps them.
     predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2", reason="tensorflow-serving-api not installed")
     request = predict_pb2.PredictRequest()

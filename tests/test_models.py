@@ -13,7 +13,7 @@ def trainable_params(model):
     return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
 
 
-# Exact values of the layouts (issue 2 / SPEC §2-§3).
+# Exact values of the layouts (the papers' Table 1 and the released ResNet-200).
 PARAMS = {
     "ResNet20": 269_722, "ResNet32": 464_154, "ResNet44": 658_586, "ResNet56": 853_018,
     "ResNet110": 1_727_962, "PreActResNet164": 1_703_258,
@@ -153,7 +153,7 @@ def test_layer_names_are_stable_and_readable():
 
 
 def test_released_resnet200_layout():
-    """SPEC §3: stride on the 3x3, conv-BN projection of the raw input, BN-ReLU opening every unit."""
+    """The released ResNet-200: stride on the 3x3, conv-BN projection of the raw input, BN-ReLU opening every unit."""
     model = kp.PreActResNet200()
     units = [l for l in model.layers if isinstance(l, L.FullPreActivationUnit)]
     assert [sum(1 for u in units if u.name.startswith(f"conv{s}_")) for s in (2, 3, 4, 5)] == [3, 24, 36, 3]

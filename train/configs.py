@@ -1,4 +1,4 @@
-"""The paper's experiments as named configs: a model, a dataset and a recipe each (SPEC §2-§3).
+"""The paper's experiments as named configs: a model, a dataset and a recipe each (docs/training.md).
 
 A ``Recipe`` is the optimiser and learning-rate schedule as a paper or its public code states it: in
 iterations at the reference batch size (the paper's CIFAR appendix: lr 0.1, /10 at 32k and 48k, stop at

@@ -4,7 +4,7 @@ Sources: TFDS ``cifar10`` / ``cifar100`` / ``imagenet2012`` (manual download dir
 CIFAR python-pickle batches, and image folders (``<split>/<class>/<image>``). Every source yields
 ``(image, label)`` where the image is a uint8 ``[H, W, 3]`` array or encoded bytes (JPEG/PNG/...).
 
-Augmentation (SPEC §2-§3), on the fly in the input pipeline:
+Augmentation (docs/training.md), on the fly in the input pipeline:
 
 * ``cifar``: per-channel normalisation, horizontal flip, 4-pixel zero padding and a random 32x32 crop
   (fb.resnet.torch's CIFAR order: the padding is zero *after* normalisation, i.e. the mean colour).

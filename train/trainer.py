@@ -1,6 +1,6 @@
 """The training loop: one custom loop (``strategy.run``) for every strategy.
 
-Keras 3.15's ``model.fit`` fails under MultiWorkerMirroredStrategy (SPEC §5), so the trainer runs its
+Keras 3.15's ``model.fit`` fails under MultiWorkerMirroredStrategy (docs/training.md), so the trainer runs its
 own loop; OneDevice and Mirrored strategies use the same code.
 
 Optimisation is Torch's SGD as fb.resnet.torch (and the paper's public code) run it: momentum 0.9
@@ -96,6 +96,24 @@ def _check_settings(settings):
 
 def _all_finite(variables):
     return all(np.all(np.isfinite(keras.ops.convert_to_numpy(v))) for v in variables)
+
+
+def compute_gradients(model, optimizer, images, labels, global_batch, weight_decay, replicas=1):
+    """Gradients of one replica's share of the loss over the global batch, with weight decay as
+    ``wd/2 * ||w||^2`` on every trainable weight; returns ``(gradients, loss, wrong predictions)``."""
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        logits = tf.cast(model(images, training=True), tf.float32)
+        per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        loss = tf.reduce_sum(per_example) / global_batch
+        total = loss
+        if weight_decay:
+            l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables])
+            total = loss + 0.5 * weight_decay * l2 / replicas
+        scaled = optimizer.scale_loss(total)
+    grads = tape.gradient(scaled, variables)
+    wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != labels, tf.float32))
+    return grads, loss, wrong
 
 
 class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -224,20 +242,8 @@ class Trainer:
         variables = model.trainable_variables
 
         def gradients(images, labels):
-            with tf.GradientTape() as tape:
-                logits = tf.cast(model(images, training=True), tf.float32)
-                per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-                loss = tf.reduce_sum(per_example) / global_batch
-                total = loss
-                if decay:
-                    l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables])
-                    total = loss + 0.5 * decay * l2 / replicas
-                scaled = optimizer.scale_loss(total)
-            grads = tape.gradient(scaled, variables)
-            wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != labels, tf.float32))
-            return grads, loss, wrong
+            return compute_gradients(model, optimizer, images, labels, global_batch, decay, replicas)
 
-        self.compute_gradients = gradients
         compute = tf.function(gradients, jit_compile=self.settings.xla)
 
         def replica_step(images, labels):

@@ -7,7 +7,7 @@ with every ``ResidualUnit`` opened into its branch and shortcut. Each pair must 
 stride, padding, channel counts and BatchNorm epsilon; any disagreement is a ``ConversionError`` naming
 the Torch module path and the Keras layer, raised before a single weight is assigned.
 
-Conv biases (SPEC §3): a bias followed by a BatchNorm is folded into its moving mean
+Conv biases (docs/pretrained.md): a bias followed by a BatchNorm is folded into its moving mean
 (``BN(x + b)`` with mean ``m`` equals ``BN(x)`` with mean ``m - b``); one with no BatchNorm after it
 is copied into a Keras conv that has a bias, dropped only if it is exactly zero, and otherwise refused.
 
