@@ -93,9 +93,10 @@ def _build_chain(layer, input_shape):
 
 
 class Shortcut(keras.layers.Layer):
-    """Base of the Fig. 2 shortcut types: ``combine(h(x), F(x))``.
+    """Base of the Fig. 2 shortcut types: ``combine(h, residual)`` of the shortcut path ``h = h(x)``
+    and the residual branch ``residual = F(x)``.
 
-    ``shortcut`` is the unit's input after dimension matching (option A/B/C); a shortcut type that
+    ``h`` is the unit's input after dimension matching (option A/B/C); a shortcut type that
     ``projects`` (the 1x1 conv shortcut) receives the raw input and matches dimensions itself.
     """
 
@@ -106,10 +107,10 @@ class Shortcut(keras.layers.Layer):
         self.filters = filters
         self.strides = strides
 
-    def build(self, shortcut_shape):
+    def build(self, h_shape):
         self.built = True
 
-    def call(self, shortcut, residual, training=None):
+    def call(self, h, residual, training=None):
         raise NotImplementedError
 
     def get_config(self):
@@ -122,8 +123,8 @@ class Shortcut(keras.layers.Layer):
 class IdentityShortcut(Shortcut):
     """Fig. 2(a): ``y = x + F(x)``."""
 
-    def call(self, shortcut, residual, training=None):
-        return shortcut + residual
+    def call(self, h, residual, training=None):
+        return h + residual
 
 
 @_register
@@ -135,8 +136,8 @@ class ConstantScalingShortcut(Shortcut):
         self.shortcut_scale = float(shortcut_scale)
         self.residual_scale = float(residual_scale)
 
-    def call(self, shortcut, residual, training=None):
-        return self.shortcut_scale * shortcut + self.residual_scale * residual
+    def call(self, h, residual, training=None):
+        return self.shortcut_scale * h + self.residual_scale * residual
 
     def get_config(self):
         config = super().get_config()
@@ -151,9 +152,9 @@ class _GatedShortcut(Shortcut):
         super().__init__(**kwargs)
         self.gate_bias = float(gate_bias)
 
-    def build(self, shortcut_shape):
+    def build(self, h_shape):
         self.gate = TorchConv2D(
-            shortcut_shape[-1],
+            h_shape[-1],
             1,
             use_bias=True,
             kernel_initializer=defaults.conv_initializer(),
@@ -161,7 +162,7 @@ class _GatedShortcut(Shortcut):
             name=f"{self.name}_gate",
             dtype=self.dtype_policy,
         )
-        self.gate.build(shortcut_shape)
+        self.gate.build(h_shape)
         self.built = True
 
     def get_config(self):
@@ -174,18 +175,18 @@ class _GatedShortcut(Shortcut):
 class ExclusiveGatingShortcut(_GatedShortcut):
     """Fig. 2(c): ``y = (1 - g(x)) * x + g(x) * F(x)``."""
 
-    def call(self, shortcut, residual, training=None):
-        g = ops.sigmoid(self.gate(shortcut))
-        return (1.0 - g) * shortcut + g * residual
+    def call(self, h, residual, training=None):
+        g = ops.sigmoid(self.gate(h))
+        return (1.0 - g) * h + g * residual
 
 
 @_register
 class ShortcutOnlyGatingShortcut(_GatedShortcut):
     """Fig. 2(d): ``y = (1 - g(x)) * x + F(x)``."""
 
-    def call(self, shortcut, residual, training=None):
-        g = ops.sigmoid(self.gate(shortcut))
-        return (1.0 - g) * shortcut + residual
+    def call(self, h, residual, training=None):
+        g = ops.sigmoid(self.gate(h))
+        return (1.0 - g) * h + residual
 
 
 @_register
@@ -194,15 +195,15 @@ class Conv1x1Shortcut(Shortcut):
 
     projects = True
 
-    def build(self, shortcut_shape):
+    def build(self, h_shape):
         self.conv = TorchConv2D(
             self.filters, 1, strides=self.strides, name=f"{self.name}_conv", dtype=self.dtype_policy
         )
-        self.conv.build(shortcut_shape)
+        self.conv.build(h_shape)
         self.built = True
 
-    def call(self, shortcut, residual, training=None):
-        return self.conv(shortcut) + residual
+    def call(self, h, residual, training=None):
+        return self.conv(h) + residual
 
 
 @_register
@@ -214,8 +215,8 @@ class DropoutShortcut(Shortcut):
         self.rate = float(rate)
         self.dropout = keras.layers.Dropout(self.rate)
 
-    def call(self, shortcut, residual, training=None):
-        return self.dropout(shortcut, training=training) + residual
+    def call(self, h, residual, training=None):
+        return self.dropout(h, training=training) + residual
 
     def get_config(self):
         config = super().get_config()
@@ -480,9 +481,8 @@ class ResidualUnit(keras.layers.Layer):
         steps = self.branch_steps()
         n = self.n_preactivation
         x = apply_ops(steps[:n], inputs, training)
-        shortcut_input = x if self.shortcut_from == "preactivated" else inputs
+        h = self._match_dimensions(x if self.shortcut_from == "preactivated" else inputs, training)
         residual = apply_ops(steps[n:], x, training)
-        h = self._match_dimensions(shortcut_input, training)
         y = self.combine(h, residual, training=training)
         return apply_ops(self.after_addition_steps(), y, training)
 

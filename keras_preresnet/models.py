@@ -20,14 +20,14 @@ from keras_preresnet.pretrained import weights as weights_lib
 CIFAR = "cifar"
 IMAGENET = "imagenet"
 
-# Stage widths (inner widths of bottlenecks) and strides; ImageNet block counts (ResNet paper Table 1).
+# Stage widths (inner widths of bottlenecks) and strides; ImageNet units per stage (ResNet paper Table 1).
 LAYOUTS = {
     CIFAR: dict(widths=(16, 32, 64), strides=(1, 2, 2), default_size=32, min_size=8, classes=10),
     IMAGENET: dict(
         widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), default_size=224, min_size=32, classes=1000
     ),
 }
-IMAGENET_BLOCKS = {
+IMAGENET_UNITS = {
     18: ("basic", (2, 2, 2, 2)),
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
@@ -98,14 +98,14 @@ def stage_plan(depth, layout, form=None):
     """Returns ``(form, units_per_stage)`` for a depth, e.g. ``('bottleneck', (18, 18, 18))`` for 164."""
     units.check_choice("layout", layout, LAYOUTS)
     if layout == IMAGENET:
-        if depth not in IMAGENET_BLOCKS:
+        if depth not in IMAGENET_UNITS:
             raise ValueError(
-                f"ImageNet ResNets exist for depths {sorted(IMAGENET_BLOCKS)}; received depth={depth!r}."
+                f"ImageNet ResNets exist for depths {sorted(IMAGENET_UNITS)}; received depth={depth!r}."
             )
-        default_form, blocks = IMAGENET_BLOCKS[depth]
+        default_form, units_per_stage = IMAGENET_UNITS[depth]
         if form not in (None, default_form):
             raise ValueError(f"ImageNet ResNet-{depth} is a {default_form} network; received form={form!r}.")
-        return default_form, blocks
+        return default_form, units_per_stage
     if form is None:
         # The paper's 164- and 1001-layer CIFAR nets are bottleneck nets (depth 9n+2); the others basic.
         form = "bottleneck" if depth >= 164 and (depth - 2) % 9 == 0 else "basic"
@@ -119,14 +119,15 @@ def stage_plan(depth, layout, form=None):
     return form, (n, n, n)
 
 
-def _check_blocks(blocks, layout):
+def _check_units_per_stage(units_per_stage, layout):
     stages = len(LAYOUTS[layout]["widths"])
-    blocks = tuple(blocks)
-    if len(blocks) != stages or not all(isinstance(b, int) and b >= 1 for b in blocks):
+    units_per_stage = tuple(units_per_stage)
+    if len(units_per_stage) != stages or not all(isinstance(n, int) and n >= 1 for n in units_per_stage):
         raise ValueError(
-            f"`blocks` must be {stages} positive integers for a {layout} ResNet; received blocks={blocks!r}."
+            f"`units_per_stage` must be {stages} positive integers for a {layout} ResNet; received "
+            f"units_per_stage={units_per_stage!r}."
         )
-    return blocks
+    return units_per_stage
 
 
 def _unit_settings(layout, unit, form):
@@ -235,12 +236,12 @@ def stem(x, layout, unit_cls, conv_options):
     return _apply_ops(unit_cls.stem_tail, x, "conv1")
 
 
-def stages(x, layout, unit_cls, form, blocks, settings, unit_options):
+def stages(x, layout, unit_cls, form, units_per_stage, settings, unit_options):
     """The residual units, stage by stage (``conv<stage>_block<unit>``); the first unit of a stage
     changes the width and stride."""
     widths, strides = LAYOUTS[layout]["widths"], LAYOUTS[layout]["strides"]
-    for stage, (width, stride, count) in enumerate(zip(widths, strides, blocks)):
-        for j in range(count):
+    for stage, (width, stride, units) in enumerate(zip(widths, strides, units_per_stage)):
+        for j in range(units):
             first = j == 0
             x = unit_cls(
                 width,
@@ -300,7 +301,7 @@ def build_resnet(
     name=None,
     kernel_regularizer=None,
     use_bias=False,
-    blocks=None,
+    units_per_stage=None,
 ):
     """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
 
@@ -320,7 +321,7 @@ def build_resnet(
             as in ``keras.applications``. ``weights`` is None, ``'imagenet'`` or a weights file.
         kernel_regularizer: regulariser of every convolution and classifier kernel (weight decay).
         use_bias: give every convolution a bias.
-        blocks: units per stage, overriding the depth's (e.g. ``(1, 1, 1, 1)`` for a shallow
+        units_per_stage: units per stage, overriding the depth's (e.g. ``(1, 1, 1, 1)`` for a shallow
             ImageNet-layout net in tests); the depth still picks the unit form.
 
     ``weights='imagenet'`` is found from the structure: it is accepted where depth, unit and layout
@@ -332,10 +333,10 @@ def build_resnet(
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
     architecture = named_architecture(depth, unit, layout, form)
-    if (shortcut, shortcut_options, projection, blocks, use_bias) != ("identity", None, None, None, False):
+    if (shortcut, shortcut_options, projection, units_per_stage, use_bias) != ("identity", None, None, None, False):
         architecture = None  # pretrained weights are of the named structure only
-    form, depth_blocks = stage_plan(depth, layout, form)
-    blocks = depth_blocks if blocks is None else _check_blocks(blocks, layout)
+    form, depth_units = stage_plan(depth, layout, form)
+    units_per_stage = depth_units if units_per_stage is None else _check_units_per_stage(units_per_stage, layout)
     classes = LAYOUTS[layout]["classes"] if classes is None else classes
     if include_top and (not isinstance(classes, int) or classes < 1):
         raise ValueError(f"`classes` must be a positive integer; received classes={classes!r}.")
@@ -356,7 +357,7 @@ def build_resnet(
     unit_cls = units.UNITS[unit]
     conv_options = dict(use_bias=use_bias, kernel_regularizer=kernel_regularizer)
     x = stem(img_input, layout, unit_cls, conv_options)
-    x = stages(x, layout, unit_cls, form, blocks, settings,
+    x = stages(x, layout, unit_cls, form, units_per_stage, settings,
                dict(shortcut=shortcut, shortcut_options=shortcut_options, **conv_options))
     x = head(x, unit_cls, include_top, pooling, classes, classifier_activation, kernel_regularizer)
 
@@ -370,7 +371,7 @@ def build_resnet(
 
 def _default_name(unit, depth, layout):
     prefix = {"original": "", "full_preactivation": "preact_"}.get(unit, f"{unit}_")
-    suffix = "" if layout == CIFAR or depth in IMAGENET_BLOCKS else f"_{layout}"
+    suffix = "" if layout == CIFAR or depth in IMAGENET_UNITS else f"_{layout}"
     return f"{prefix}resnet{depth}{suffix}"
 
 

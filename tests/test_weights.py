@@ -31,7 +31,7 @@ def no_network(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def small_resnet200(monkeypatch, tmp_path):
-    monkeypatch.setitem(models.IMAGENET_BLOCKS, 200, ("bottleneck", BLOCKS))
+    monkeypatch.setitem(models.IMAGENET_UNITS, 200, ("bottleneck", BLOCKS))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.delenv(weights.URL_ENV, raising=False)
 
@@ -129,7 +129,7 @@ def test_weights_path_accepts_t7_and_keras_files(tmp_path, checkpoint, images, k
 
 def test_keras_file_of_another_architecture_is_refused(tmp_path):
     path = str(tmp_path / "other.weights.h5")
-    models.build_resnet(200, layout="imagenet", blocks=(1, 1, 1, 1)).save_weights(path)
+    models.build_resnet(200, layout="imagenet", units_per_stage=(1, 1, 1, 1)).save_weights(path)
     with pytest.raises(ValueError, match="Could not load the weights file"):
         models.PreActResNet200(weights=path)
 
