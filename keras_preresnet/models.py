@@ -14,6 +14,7 @@ import os
 import keras
 
 from keras_preresnet import layers as units
+from keras_preresnet.datasets import DATASETS
 from keras_preresnet.layers import TorchConv2D, batch_norm
 from keras_preresnet.pretrained import weights as weights_lib
 
@@ -22,10 +23,10 @@ IMAGENET = "imagenet"
 
 # Stage widths (inner widths of bottlenecks) and strides; ImageNet units per stage (ResNet paper Table 1).
 LAYOUTS = {
-    CIFAR: dict(widths=(16, 32, 64), strides=(1, 2, 2), default_size=32, min_size=8, classes=10),
-    IMAGENET: dict(
-        widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), default_size=224, min_size=32, classes=1000
-    ),
+    CIFAR: dict(widths=(16, 32, 64), strides=(1, 2, 2), min_size=8,
+                default_size=DATASETS["cifar10"].image_size, classes=DATASETS["cifar10"].classes),
+    IMAGENET: dict(widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), min_size=32,
+                   default_size=DATASETS["imagenet2012"].image_size, classes=DATASETS["imagenet2012"].classes),
 }
 IMAGENET_UNITS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -375,35 +376,11 @@ def _default_name(unit, depth, layout):
     return f"{prefix}resnet{depth}{suffix}"
 
 
-def build_named(
-    architecture,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=None,
-    classifier_activation="softmax",
-    name=None,
-    **kwargs,
-):
-    """Builds a model of ``ARCHITECTURES`` by its key or public name, e.g. ``build_named('PreActResNet164')``."""
-    architecture = resolve_architecture(architecture)
-    spec = ARCHITECTURES[architecture]
-    return build_resnet(
-        spec["depth"],
-        unit=spec["unit"],
-        layout=spec["layout"],
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-        **kwargs,
-    )
+def build_named(architecture, **kwargs):
+    """Builds a model of ``ARCHITECTURES`` by its key or public name, e.g. ``build_named('PreActResNet164')``;
+    ``kwargs`` are those of ``build_resnet``."""
+    spec = ARCHITECTURES[resolve_architecture(architecture)]
+    return build_resnet(spec["depth"], unit=spec["unit"], layout=spec["layout"], **kwargs)
 
 
 def _named(architecture, public_name):
@@ -421,8 +398,9 @@ def _named(architecture, public_name):
         **kwargs,
     ):
         return build_named(
-            architecture, include_top, weights, input_tensor, input_shape, pooling, classes,
-            classifier_activation, name, **kwargs,
+            architecture, include_top=include_top, weights=weights, input_tensor=input_tensor,
+            input_shape=input_shape, pooling=pooling, classes=classes,
+            classifier_activation=classifier_activation, name=name, **kwargs,
         )
 
     kind = "pre-activation" if spec["unit"] == "full_preactivation" else "original"
