@@ -220,3 +220,19 @@ def test_kernel_regularizer_reaches_every_convolution_and_the_classifier():
     kernels = [l for l in model._flatten_layers(include_self=False, recursive=True)
                if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
     assert len(model.losses) == len(kernels) > 5
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(units_per_stage=(1, 1, 1, 1)), dict(shortcut="conv1x1"), dict(projection="C"), dict(use_bias=True),
+])
+def test_imagenet_weights_only_for_the_published_structure(kwargs):
+    """Pretrained weights are found from the structure; a ResNet-200 that departs from it has none."""
+    with pytest.raises(ValueError, match="No ImageNet weights are published for this structure"):
+        kp.build_resnet(200, layout="imagenet", weights="imagenet", **kwargs)
+
+
+def test_named_structure_is_found_without_its_name():
+    assert kp.models.named_architecture(200, "full_preactivation", "imagenet") == "preact_resnet200"
+    assert kp.models.named_architecture(164, "original", "cifar", "bottleneck") == "resnet164"
+    assert kp.models.named_architecture(164, "original", "cifar", "basic") is None
+    assert kp.models.named_architecture(200, "bn_after_addition", "imagenet") is None
