@@ -24,7 +24,7 @@ def _pair(unit="full_preactivation", form=None, shortcut="identity", shortcut_op
           **kwargs):
     """An unrolled net and its looped twin with the same weights (random BN statistics included)."""
     depth = {"bottleneck": 29, "one_layer": 11}.get(form, 20)
-    options = dict(unit=unit, form=form, shortcut=shortcut, shortcut_options=shortcut_options, blocks=BLOCKS,
+    options = dict(unit=unit, form=form, shortcut=shortcut, shortcut_options=shortcut_options, units_per_stage=BLOCKS,
                    input_shape=SHAPE, classes=5, **kwargs)
     unrolled = models.build_resnet(depth, scan_units=False, **options)
     randomize_batchnorm(unrolled, seed=1)
@@ -254,13 +254,13 @@ def test_weights_files_have_the_unrolled_layout_and_load_into_either_form(tmp_pa
     fresh_looped = _pair("original", "basic", "exclusive_gating")[1]
     fresh_looped.load_weights(from_unrolled)
     np.testing.assert_allclose(_np(fresh_looped(x, training=False)), expected, rtol=1e-5, atol=1e-6)
-    fresh_unrolled = models.build_resnet(20, unit="original", shortcut="exclusive_gating", blocks=BLOCKS,
+    fresh_unrolled = models.build_resnet(20, unit="original", shortcut="exclusive_gating", units_per_stage=BLOCKS,
                                          input_shape=SHAPE, classes=5, scan_units=False, weights=from_looped)
     np.testing.assert_allclose(_np(fresh_unrolled(x, training=False)), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_a_weights_file_of_another_architecture_is_refused_by_name(tmp_path):
-    other = models.build_resnet(20, blocks=(1, 1, 2), input_shape=SHAPE, classes=5, scan_units=False)
+    other = models.build_resnet(20, units_per_stage=(1, 1, 2), input_shape=SHAPE, classes=5, scan_units=False)
     path = str(tmp_path / "other.weights.h5")
     other.save_weights(path)
     looped = _pair()[1]
@@ -299,7 +299,7 @@ def test_remat_shrinks_the_activation_memory_of_a_compiled_step():
     import jax
 
     def temp_bytes(remat):
-        model = models.build_resnet(20, blocks=(1, 1, 8), input_shape=(16, 16, 3), classes=5, scan_units=True,
+        model = models.build_resnet(20, units_per_stage=(1, 1, 8), input_shape=(16, 16, 3), classes=5, scan_units=True,
                                     remat=remat)
         x = _x(8, seed=1).repeat(2, axis=1).repeat(2, axis=2)
 
@@ -321,7 +321,7 @@ def test_looped_net_learns_on_real_images_like_the_unrolled_one(cifar_dir):
     images, labels = load_cifar(cifar_dir, "cifar10", "train")
     x = ((images[:64] - 128.0) / 64.0).astype("float32")
     y = labels[:64]
-    built = [models.build_resnet(20, blocks=(1, 1, 3), input_shape=x.shape[1:], classes=10, scan_units=scan,
+    built = [models.build_resnet(20, units_per_stage=(1, 1, 3), input_shape=x.shape[1:], classes=10, scan_units=scan,
                                  classifier_activation=None) for scan in (False, True)]
     stages.copy_weights(*built)  # the same starting weights
     histories = []
@@ -340,7 +340,7 @@ def test_torch7_checkpoint_converts_into_a_looped_model(tmp_path):
     blocks = (1, 1, 3, 1)
     path = str(tmp_path / "model.t7")
     writer.save(path, writer.released_preresnet(blocks=blocks, classes=7))
-    built = [models.build_resnet(200, layout="imagenet", blocks=blocks, classes=7, input_shape=(32, 32, 3),
+    built = [models.build_resnet(200, layout="imagenet", units_per_stage=blocks, classes=7, input_shape=(32, 32, 3),
                                  classifier_activation=None, scan_units=scan, weights=path) for scan in (False, True)]
     assert stages.is_looped(built[1])
     x = np.random.RandomState(2).rand(2, 32, 32, 3).astype("float32")
@@ -356,7 +356,7 @@ def test_a_looped_model_exports_to_every_format_with_parity(cifar_dir, tmp_path)
     import export_testing
     from export import servable as servable_lib
 
-    model = models.build_resnet(20, blocks=(1, 1, 3), scan_units=True)
+    model = models.build_resnet(20, units_per_stage=(1, 1, 3), scan_units=True)
     randomize_batchnorm(model, seed=3)
     export_testing.write_cifar_images(cifar_dir, tmp_path / "parity", count=4)
     servable = servable_lib.Servable(model, "looped", servable_lib.CIFAR10_CLASSES, "cifar10")
