@@ -7,8 +7,8 @@ Each (model, backend, form) runs in a child process with a wall-clock limit and 
 limit (the parent kills it past either, and records how far it got): an unrolled PreActResNet1001 takes
 minutes and tens of GB to compile, and must not take the machine down with it. A child builds the
 model, compiles ``model.compile(SGD)`` and times the first ``train_on_batch`` (trace + compile) and
-the median of the next steps; on JAX it also compiles a stateless training step ahead of time and reads
-its temporary buffer size from XLA's ``memory_analysis()`` (activation memory). The parent prints a
+the median of the next steps; on JAX it first compiles a stateless training step ahead of time and
+reads its temporary buffer size from XLA's ``memory_analysis()`` (activation memory). The parent prints a
 table with the unrolled/looped ratios and writes ``bench/results/compile_time-<date>.json``.
 """
 
@@ -129,13 +129,13 @@ def child(spec, result_path):
     out["first_step_s"], out["first_step_cpu_s"] = _timed(lambda: model.train_on_batch(x, y))
     out["rss_after_first_step_bytes"] = _peak_rss()
     save()
+    if spec["backend"] == "jax":
+        out["xla_temp_bytes"], out["aot_compile_s"] = _jax_temp_bytes(model, x, y)
+        save()
     steps = [_timed(lambda: model.train_on_batch(x, y)) for _ in range(spec["steps"])]
     out["step_times_s"] = [wall for wall, _ in steps]
     out["step_s"] = float(np.median(out["step_times_s"]))
     out["step_cpu_s"] = float(np.median([cpu for _, cpu in steps]))
-    save()
-    if spec["backend"] == "jax":
-        out["xla_temp_bytes"], out["aot_compile_s"] = _jax_temp_bytes(model, x, y)
     out["status"] = "ok"
     save()
 
@@ -289,7 +289,7 @@ def main():
             print(f"{model} {backend} {form} ...", flush=True)
             row = run_child(spec, args.timeout_s, args.memory_limit_gb * 2**30)
             rows.append(row)
-            print(f"  {row['status']}: build {_cell(row, 'build_s')} s, first step {_cell(row, 'first_step_s')} s, "
+            print(f"  {row['status']}: build {_cell(row, 'build_s')}, first step {_cell(row, 'first_step_s')}, "
                   f"step {_cell(row, 'step_s')} s, XLA temp {_cell(row, 'xla_temp_bytes', 'GB')} GB", flush=True)
             # Written after every row: a run stopped halfway keeps what it measured.
             _write(output, args, rows)

