@@ -331,8 +331,9 @@ def test_looped_net_learns_on_real_images_like_the_unrolled_one(cifar_dir):
         histories.append(model.fit(x, y, batch_size=16, epochs=6, shuffle=False, verbose=0).history["loss"])
     unrolled, looped = histories
     assert looped[-1] < 0.7 * looped[0], looped
-    # Step for step the same arithmetic; rounding differences grow slowly over the epochs (0.2% by the sixth).
-    np.testing.assert_allclose(looped[:2], unrolled[:2], rtol=1e-4)
+    # Step for step the same arithmetic; rounding differences grow over the epochs (measured: 0.03% in
+    # the second on JAX, 0.2% by the sixth on TensorFlow).
+    np.testing.assert_allclose(looped[0], unrolled[0], rtol=1e-4)
     np.testing.assert_allclose(looped, unrolled, rtol=1e-2)
 
 
