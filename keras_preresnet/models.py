@@ -223,6 +223,7 @@ def build_resnet(
     use_bias=False,
     blocks=None,
     architecture=None,
+    drop_path_rate=0.0,
 ):
     """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
 
@@ -246,6 +247,9 @@ def build_resnet(
             ImageNet-layout net in tests); the depth still picks the unit form.
         architecture: the named architecture this is (e.g. ``'preact_resnet200'``), used to find
             pretrained weights.
+        drop_path_rate: stochastic depth for training: unit ``l`` of ``L`` drops its residual branch
+            with probability ``drop_path_rate * l / L`` (``unit_drop_path_rates``); 0, the default, is
+            the paper's network.
     """
     units.check_choice("unit", unit, units.UNITS)
     units.check_choice("shortcut", shortcut, units.SHORTCUTS)
@@ -283,6 +287,7 @@ def build_resnet(
 
     unit_cls = units.UNITS[unit]
     widths, strides = LAYOUTS[layout]["widths"], LAYOUTS[layout]["strides"]
+    drop_rates = iter(unit_drop_path_rates(drop_path_rate, sum(blocks)))
     for stage, (width, stride, count) in enumerate(zip(widths, strides, blocks)):
         for j in range(count):
             first = j == 0
@@ -297,6 +302,7 @@ def build_resnet(
                 stride_position=settings["stride_position"],
                 shortcut_from=settings["first_unit_from"] if first else "raw",
                 name=f"conv{stage + 2}_block{j + 1}",
+                drop_path_rate=next(drop_rates),
                 **conv_options,
             )(x)
     x = _apply_ops(HEAD[unit], x, "post")
@@ -325,6 +331,14 @@ def build_resnet(
 
         weights_lib.load_into(model, weights, architecture=architecture, include_top=include_top)
     return model
+
+
+def unit_drop_path_rates(drop_path_rate, num_units):
+    """Per-unit drop rates of stochastic depth: linear in depth, ``rate * l / L`` for unit ``l`` of ``L``
+    (Huang et al. 2016, Eqn. 4: survival ``1 - l / L * (1 - p_L)``), so the last unit drops most."""
+    if not 0 <= drop_path_rate < 1:
+        raise ValueError(f"`drop_path_rate` must be in [0, 1); received drop_path_rate={drop_path_rate!r}.")
+    return [drop_path_rate * (index + 1) / num_units for index in range(num_units)]
 
 
 def _default_name(unit, depth, layout):

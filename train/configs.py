@@ -19,6 +19,7 @@ import dataclasses
 import math
 
 from keras_preresnet.models import ARCHITECTURES, stage_plan
+from train.options import Options
 
 CIFAR_AUGMENTATION = "cifar"
 IMAGENET_AUGMENTATION = "imagenet"
@@ -91,6 +92,7 @@ class Config:
     eval_resize: int = 32
     augmentation: str = CIFAR_AUGMENTATION
     paper_error: str = "-"  # the published test error (%) this experiment reproduces
+    options: Options = Options()  # training options beside the recipe, all off for the papers' experiments
 
     def __hash__(self):
         return hash(self.name)
