@@ -220,3 +220,19 @@ def test_kernel_regularizer_reaches_every_convolution_and_the_classifier():
     kernels = [l for l in model._flatten_layers(include_self=False, recursive=True)
                if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
     assert len(model.losses) == len(kernels) > 5
+
+
+def test_stochastic_depth_rates_grow_linearly_with_depth_to_the_given_rate():
+    model = kp.build_resnet(20, input_shape=(32, 32, 3), drop_path_rate=0.3)
+    rates = [layer.drop_path_rate for layer in model.layers if isinstance(layer, L.ResidualUnit)]
+    # Huang et al. 2016, Eqn. 4: unit l of L drops with probability l / L * 0.3.
+    np.testing.assert_allclose(rates, 0.3 * np.arange(1, 10) / 9)
+    plain = kp.build_resnet(20, input_shape=(32, 32, 3))
+    assert all(layer.drop_path is None for layer in plain.layers if isinstance(layer, L.ResidualUnit))
+    # Drop-path adds no weights: weight files load either way, and at test time the nets are the same.
+    plain.set_weights(model.get_weights())
+    x = np.random.RandomState(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=False)),
+                               keras.ops.convert_to_numpy(plain(x, training=False)), rtol=1e-6)
+    with pytest.raises(ValueError, match="drop_path_rate"):
+        kp.build_resnet(20, drop_path_rate=1.0)

@@ -463,8 +463,9 @@ def make_sync_statistics(model, strategy):
     return sync if statistics else (lambda: None)
 
 
-def make_eval_step(model, strategy):
-    """A distributed step returning the weighted sums (loss, top-1 correct, top-5 correct, images).
+def make_eval_step(model, strategy, confusion=False):
+    """A distributed step returning the weighted sums (loss, top-1 correct, top-5 correct, images), and
+    with ``confusion`` the weighted confusion matrix (rows: true class, columns: top-1 prediction).
 
     Ten-crop batches ``[B, 10, H, W, 3]`` are scored by the mean softmax over the crops."""
 
@@ -482,7 +483,11 @@ def make_eval_step(model, strategy):
         loss = -tf.math.log(tf.maximum(tf.gather(probabilities, labels, batch_dims=1), 1e-12))
         top1 = tf.cast(tf.math.in_top_k(labels, probabilities, 1), tf.float32)
         top5 = tf.cast(tf.math.in_top_k(labels, probabilities, min(5, classes)), tf.float32)
-        return tuple(tf.reduce_sum(v * weights) for v in (loss, top1, top5)) + (tf.reduce_sum(weights),)
+        sums = tuple(tf.reduce_sum(v * weights) for v in (loss, top1, top5)) + (tf.reduce_sum(weights),)
+        if confusion:
+            sums += (tf.math.confusion_matrix(labels, tf.argmax(probabilities, -1, output_type=tf.int32),
+                                              num_classes=classes, weights=weights, dtype=tf.float32),)
+        return sums
 
     @tf.function
     def eval_step(iterator):
@@ -493,19 +498,24 @@ def make_eval_step(model, strategy):
 
 
 def evaluate(eval_step, iterator, steps):
-    """Runs ``steps`` of ``eval_step``; returns mean loss, top-1/top-5 error (%) and the image count."""
-    totals = np.zeros(4)
+    """Runs ``steps`` of ``eval_step``; returns mean loss, top-1/top-5 error (%), the image count and,
+    from a step made with ``confusion``, the confusion matrix (int counts)."""
+    totals = None
     for _ in range(steps):
         try:
-            totals += np.array([float(v) for v in eval_step(iterator)])
+            results = [np.asarray(v, np.float64) for v in eval_step(iterator)]
+            totals = results if totals is None else [t + r for t, r in zip(totals, results)]
         except tf.errors.InvalidArgumentError as error:
             raise data.DataError(
                 f"Could not read a test image (corrupt or not an image?): {error.message.splitlines()[0]}"
             ) from error
-    loss, top1, top5, count = totals
-    return {
+    loss, top1, top5, count = (float(v) for v in totals[:4])
+    result = {
         "loss": loss / count,
         "top1_error": 100 * (1 - top1 / count),
         "top5_error": 100 * (1 - top5 / count),
         "images": int(count),
     }
+    if len(totals) > 4:
+        result["confusion"] = np.rint(totals[4]).astype(np.int64)
+    return result
