@@ -479,6 +479,11 @@ class ResidualUnit(keras.layers.Layer):
             x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self.zero_pad_channels]])
         return x
 
+    def preactivate(self, inputs, training=None):
+        """The unit's pre-activation of ``inputs`` (its ops before the first convolution, with its own
+        layers): the tensor its branch convolves. The input itself for units that start with a convolution."""
+        return self._apply(self.branch_ops_[: self.n_preactivation], iter(self.branch_layers), inputs, training)
+
     def call(self, inputs, training=None):
         layers = iter(self.branch_layers)
         n = self.n_preactivation

@@ -224,6 +224,9 @@ def build_resnet(
     blocks=None,
     architecture=None,
     drop_path_rate=0.0,
+    features_only=False,
+    out_indices=None,
+    feature_tap="normalized",
 ):
     """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
 
@@ -250,12 +253,22 @@ def build_resnet(
         drop_path_rate: stochastic depth for training: unit ``l`` of ``L`` drops its residual branch
             with probability ``drop_path_rate * l / L`` (``unit_drop_path_rates``); 0, the default, is
             the paper's network.
+        features_only, out_indices, feature_tap: with ``features_only``, a model without classifier
+            that returns its feature levels ``out_indices`` (timm's convention: 0 is the stem, 1.. the
+            stages; default all) and lists them in its ``feature_info``; see ``keras_preresnet.features``
+            (``feature_tap``: ``'normalized'`` or ``'raw'``).
     """
     units.check_choice("unit", unit, units.UNITS)
     units.check_choice("shortcut", shortcut, units.SHORTCUTS)
     units.check_choice("layout", layout, LAYOUTS)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
+    if features_only:
+        if pooling is not None:
+            raise ValueError(f"A features_only model returns unpooled levels; received pooling={pooling!r}.")
+        include_top = False
+    elif out_indices is not None or feature_tap != "normalized":
+        raise ValueError("`out_indices` and `feature_tap` apply to features_only=True models.")
     form, depth_blocks = stage_plan(depth, layout, form)
     blocks = depth_blocks if blocks is None else _check_blocks(blocks, layout)
     classes = LAYOUTS[layout]["classes"] if classes is None else classes
@@ -330,6 +343,10 @@ def build_resnet(
         from keras_preresnet.pretrained import weights as weights_lib
 
         weights_lib.load_into(model, weights, architecture=architecture, include_top=include_top)
+    if features_only:
+        from keras_preresnet import features
+
+        return features.feature_extractor(model, out_indices, tap=feature_tap)
     return model
 
 
