@@ -13,6 +13,7 @@ import os
 
 import keras
 
+from keras_preresnet import features
 from keras_preresnet import layers as units
 from keras_preresnet.layers import TorchConv2D, batch_norm
 
@@ -344,8 +345,6 @@ def build_resnet(
 
         weights_lib.load_into(model, weights, architecture=architecture, include_top=include_top)
     if features_only:
-        from keras_preresnet import features
-
         return features.feature_extractor(model, out_indices, tap=feature_tap)
     return model
 
