@@ -23,7 +23,7 @@ def _np(t):
 def _small(architecture, **kwargs):
     """The named net with one unit per stage (same stem, widths, unit order and form)."""
     stages = len(LAYOUTS[ARCHITECTURES[architecture]["layout"]]["widths"])
-    return kp.build_named(architecture, include_top=False, input_shape=(None, None, 3), blocks=(1,) * stages,
+    return kp.build_named(architecture, include_top=False, input_shape=(None, None, 3), units_per_stage=(1,) * stages,
                           **kwargs)
 
 
@@ -55,7 +55,7 @@ def _bn_relu(bn, x):
 
 def test_preactivation_levels_are_the_next_units_bn_relu_and_the_head_output():
     model = kp.build_resnet(18, layout="imagenet", include_top=False, input_shape=(None, None, 3),
-                            blocks=(1, 1, 1, 1))
+                            units_per_stage=(1, 1, 1, 1))
     randomize_batchnorm(model, seed=2)
     x = np.random.RandomState(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
     raw = [_np(t) for t in features.feature_extractor(model, tap="raw")(x)]
@@ -94,12 +94,12 @@ def test_original_units_are_tapped_where_they_end():
 
 def test_features_only_builder_follows_timm():
     model = kp.PreActResNet50(features_only=True, out_indices=(1, 2, 3, 4), input_shape=(None, None, 3),
-                              blocks=(1, 1, 1, 1))
+                              units_per_stage=(1, 1, 1, 1))
     assert [(f["num_chs"], f["reduction"]) for f in model.feature_info] == [(256, 4), (512, 8), (1024, 16), (2048, 32)]
     outputs = model(np.zeros((1, 64, 64, 3), np.float32))
     assert [tuple(o.shape) for o in outputs] == [(1, 16, 16, 256), (1, 8, 8, 512), (1, 4, 4, 1024), (1, 2, 2, 2048)]
     assert not any(layer.name in ("avg_pool", "predictions") for layer in model.layers)
-    last_two = kp.PreActResNet50(features_only=True, out_indices=(-2, -1), blocks=(1, 1, 1, 1))
+    last_two = kp.PreActResNet50(features_only=True, out_indices=(-2, -1), units_per_stage=(1, 1, 1, 1))
     assert [f["level"] for f in last_two.feature_info] == ["P4", "P5"]
 
 
@@ -145,7 +145,7 @@ def test_an_fpn_head_on_the_pyramid_learns_to_segment_real_images(cifar_dir):
     train_x, train_y = _find_the_pasted_image(load_cifar(cifar_dir, "cifar10", "train")[0], rng, 1024)
     test_x, test_y = _find_the_pasted_image(load_cifar(cifar_dir, "cifar10", "test")[0], rng, 256)
     keras.utils.set_random_seed(0)
-    backbone = kp.PreActResNet18(include_top=False, input_shape=(None, None, 3), blocks=(1, 1, 1, 1))
+    backbone = kp.PreActResNet18(include_top=False, input_shape=(None, None, 3), units_per_stage=(1, 1, 1, 1))
     levels = features.pyramid_outputs(backbone)
     merged = None  # FPN top-down path (Lin et al. 2017): lateral 1x1 convolutions, upsample, add
     for level in ("P5", "P4", "P3", "P2"):

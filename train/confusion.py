@@ -7,8 +7,8 @@ column (the share of its predictions that were right); a class never predicted h
 
 import numpy as np
 
-from keras_preresnet.datasets import CIFAR10_CLASSES
-from keras_preresnet.preprocessing import NUM_CLASSES, imagenet_classes
+from keras_preresnet.datasets import DATASETS
+from keras_preresnet.preprocessing import imagenet_classes
 
 # The command line prints the per-class table for at most this many classes (all go to --output).
 PRINTED_CLASSES = 20
@@ -16,11 +16,11 @@ PRINTED_CLASSES = 20
 
 def class_names(dataset, classes):
     """The names of ``dataset``'s classes when the package knows them and the count matches, else '0', '1', ..."""
-    if dataset == "cifar10" and classes == len(CIFAR10_CLASSES):
-        return list(CIFAR10_CLASSES)
-    if dataset == "imagenet2012" and classes == NUM_CLASSES:
-        return [name for _, name in imagenet_classes()]
-    return [str(i) for i in range(classes)]
+    if dataset == "imagenet2012":
+        names = tuple(name for _, name in imagenet_classes())
+    else:
+        names = DATASETS[dataset].labels if dataset in DATASETS else None
+    return list(names) if names is not None and len(names) == classes else [str(i) for i in range(classes)]
 
 
 def per_class(confusion, names):
