@@ -76,7 +76,8 @@ FEATURES_SCRIPT = textwrap.dedent("""
 def test_feature_pyramid_is_the_same_on_every_backend(backend, tmp_path):
     if backend == keras.backend.backend():
         pytest.skip("this process already runs that backend")
-    model = kp.build_resnet(18, layout="imagenet", units_per_stage=(1, 1, 1, 1), include_top=False, input_shape=(None, None, 3))
+    model = kp.build_resnet(18, layout="imagenet", units_per_stage=(1, 1, 1, 1), include_top=False,
+                            input_shape=(None, None, 3))
     randomize_batchnorm(model)
     weights, inputs, outputs = (str(tmp_path / n) for n in ("w.weights.h5", "x.npy", "y.npz"))
     model.save_weights(weights)

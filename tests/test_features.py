@@ -23,8 +23,8 @@ def _np(t):
 def _small(architecture, **kwargs):
     """The named net with one unit per stage (same stem, widths, unit order and form)."""
     stages = len(LAYOUTS[ARCHITECTURES[architecture]["layout"]]["widths"])
-    return kp.build_named(architecture, include_top=False, input_shape=(None, None, 3), units_per_stage=(1,) * stages,
-                          **kwargs)
+    return kp.build_named(architecture, include_top=False, input_shape=(None, None, 3),
+                          units_per_stage=(1,) * stages, **kwargs)
 
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))

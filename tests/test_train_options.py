@@ -66,5 +66,6 @@ def test_the_trainer_refuses_a_bad_option_before_writing_anything(tmp_path, cifa
     settings = trainer.Settings(model_dir=str(tmp_path / "run"), data_dir=str(cifar_dir),
                                 options={"label_smoothing": 1.5})
     with pytest.raises(ValueError, match="--label_smoothing must be a number >= 0 and < 1; received 1.5"):
-        trainer.Trainer(configs.get_config("cifar10_preact_resnet110"), settings, distribute.make_strategy("one_device"))
+        trainer.Trainer(configs.get_config("cifar10_preact_resnet110"), settings,
+                        distribute.make_strategy("one_device"))
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -31,7 +31,8 @@ class Options:
             raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}; received {self.lr_schedule!r}.")
         _check_range("warmup_epochs", self.warmup_epochs, 0, None)
         if self.warmup_epochs and self.lr_schedule != "cosine":
-            raise ValueError("--warmup_epochs applies to --lr_schedule=cosine; the step recipes bring their own warm-up.")
+            raise ValueError(
+                "--warmup_epochs applies to --lr_schedule=cosine; the step recipes bring their own warm-up.")
         _check_range("ema_decay", self.ema_decay, 0, 1, high_open=True)
         _check_range("mixup_alpha", self.mixup_alpha, 0, None)
         _check_range("cutmix_factor", self.cutmix_factor, 0, None)
