@@ -203,3 +203,34 @@ def test_nested_tables_end_in_a_torch7_error_not_a_recursion_error(tmp_path):
         writer._Writer(f).object(deep)
     with pytest.raises(torch7.Torch7Error, match="nested over"):
         torch7.load(path)
+
+
+def test_shared_or_cyclic_modules_are_refused(original, tmp_path):
+    """A network is a tree; references that make a module its own child (or a child twice) are corruption."""
+    model = original[2]
+    for make in ("cycle", "shared"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(writer, "STAGE_WIDTHS", WIDTHS)
+            checkpoint = writer.released_preresnet(blocks=BLOCKS, classes=CLASSES, seed=3)
+        stage = checkpoint.modules[4]
+        stage.add(checkpoint if make == "cycle" else stage.modules[0])
+        path = tmp_path / f"{make}.t7"
+        writer.save(str(path), checkpoint)
+        with pytest.raises(converter.ConversionError, match="occurs twice in the network"):
+            converter.convert(str(path), model)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("weight", "not a tensor", "`weight` is a str, expected a tensor"),
+    ("nOutputPlane", {"a": 1}, "`nOutputPlane` is {'a': 1.0}, expected a finite number"),
+    ("kW", float("inf"), "`kW` is inf, expected a finite number"),
+])
+def test_fields_of_the_wrong_type_are_conversion_errors(original, tmp_path, field, value, match):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(writer, "STAGE_WIDTHS", WIDTHS)
+        checkpoint = writer.released_preresnet(blocks=BLOCKS, classes=CLASSES, seed=3, flat_storage=False)
+    checkpoint.modules[0].fields[field] = value
+    path = tmp_path / "wrong.t7"
+    writer.save(str(path), checkpoint)
+    with pytest.raises(converter.ConversionError, match=match):
+        converter.convert(str(path), original[2])
