@@ -234,3 +234,19 @@ def test_fields_of_the_wrong_type_are_conversion_errors(original, tmp_path, fiel
     writer.save(str(path), checkpoint)
     with pytest.raises(converter.ConversionError, match=match):
         converter.convert(str(path), original[2])
+
+
+def test_table_sizes_and_keys_are_checked_before_use(tmp_path):
+    path = tmp_path / "table.t7"
+    with open(path, "wb") as f:
+        table_writer = writer._Writer(f)
+        table_writer.object({"a": 1.0, None: 2.0})
+    with pytest.raises(torch7.Torch7Error, match="a table key that is None"):
+        torch7.load(path)
+    data = bytearray(path.read_bytes())
+    [size] = [offset for offset, _, role in table_writer.layout if role == "table size"]
+    _put(data, size, 4, 2**31 - 1)
+    path.write_bytes(bytes(data))
+    # Refused from the count alone, before reading any entry.
+    with pytest.raises(torch7.Torch7Error, match=r"table of 2147483647 entries at byte 8, with \d+ bytes left"):
+        torch7.load(path)
