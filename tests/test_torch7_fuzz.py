@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import torch7_writer as writer
+from keras_preresnet import convert as convert_cli
 from keras_preresnet import models
 from keras_preresnet.pretrained import converter, torch7
 
@@ -50,7 +51,7 @@ def original(tmp_path_factory):
         patch.setattr(writer, "STAGE_WIDTHS", WIDTHS)
         patch.setitem(models.LAYOUTS[models.IMAGENET], "widths", WIDTHS)
         layout = writer.save(str(path), writer.released_preresnet(blocks=BLOCKS, classes=CLASSES, seed=3))
-        model = models.build_resnet(200, layout="imagenet", blocks=BLOCKS, classes=CLASSES,
+        model = models.build_resnet(200, layout="imagenet", units_per_stage=BLOCKS, classes=CLASSES,
                                     classifier_activation=None)
     return path.read_bytes(), layout, model
 
@@ -117,7 +118,7 @@ def run_case(data, tmp_path, model, monkeypatch):
     signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT)
     started = time.perf_counter()
     try:
-        converter.convert_file(path, out)
+        convert_cli.convert_file(path, out)
         outcome = "converted"
     except (torch7.Torch7Error, converter.ConversionError) as error:
         outcome = type(error).__name__

@@ -162,9 +162,11 @@ def _assert_loss_scaling_skips_overflowing_steps(run):
     scale = float(optimizer.dynamic_scale)
     before = [v.numpy() for v in run.model.trainable_variables]
     ordinary = tf.random.stateless_normal([4, 32, 32, 3], seed=[1, 2]), tf.constant([0, 1, 2, 3], tf.int64)
-    scaled_before = run.compute_gradients(*ordinary)[0]
+    gradients = lambda images, labels: trainer.compute_gradients(  # noqa: E731
+        run.model, optimizer, images, labels, run.global_batch, run.weight_decay)[0]
+    scaled_before = gradients(*ordinary)
     images = tf.fill([4, 32, 32, 3], 60000.0)  # near float16's maximum: the activations overflow
-    grads, _, _ = run.compute_gradients(images, tf.zeros([4], tf.int64))
+    grads = gradients(images, tf.zeros([4], tf.int64))
     assert not all(np.all(np.isfinite(g.numpy())) for g in grads)
     optimizer.apply(grads, run.model.trainable_variables)
     assert float(optimizer.dynamic_scale) == scale / 2
@@ -172,7 +174,7 @@ def _assert_loss_scaling_skips_overflowing_steps(run):
         np.testing.assert_array_equal(old, variable.numpy())
     # The gradients are those of the loss times the scale: half the scale, half the gradients (up to
     # float16 rounding, ~1e-3 relative; without scaling the relative difference would be 1).
-    scaled_after = run.compute_gradients(*ordinary)[0]
+    scaled_after = gradients(*ordinary)
     a = np.concatenate([g.numpy().ravel() for g in scaled_before])
     b = np.concatenate([g.numpy().ravel() for g in scaled_after])
     assert np.linalg.norm(2 * b - a) / np.linalg.norm(a) < 0.02
