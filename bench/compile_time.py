@@ -242,8 +242,11 @@ def ratios(rows):
             entry["first_step_unrolled_over_looped"] = u["first_step_s"] / r["first_step_s"]
         elif u and u["status"] in ("timeout", "memory_limit") and r.get("first_step_s"):
             entry["first_step_unrolled_over_looped"] = f"unrolled did not finish ({u['status']}, {u['limit']})"
+        if u and u.get("first_step_cpu_s") and r.get("first_step_cpu_s"):
+            entry["first_step_cpu_unrolled_over_looped"] = u["first_step_cpu_s"] / r["first_step_cpu_s"]
         if u and u.get("step_s") and r.get("step_s"):
             entry["step_looped_over_unrolled"] = r["step_s"] / u["step_s"]
+            entry["step_cpu_looped_over_unrolled"] = r["step_cpu_s"] / u["step_cpu_s"]
         if remat and remat.get("xla_temp_bytes") and r.get("xla_temp_bytes"):
             entry["xla_temp_remat_over_looped"] = remat["xla_temp_bytes"] / r["xla_temp_bytes"]
         if remat and remat.get("step_s") and r.get("step_s"):

@@ -51,10 +51,12 @@ def loops(scan_units, count):
 def apply_stage(stage_units, x, scan_units="auto", remat=False):
     """Applies one stage's unbuilt unit layers ``stage_units`` to ``x``, looping all but the first.
 
-    The units after the first must share one configuration (they differ only in name). ``remat``
-    applies to looped stages only.
+    A stage loops when ``scan_units`` says so and the units after the first share one configuration
+    (they differ only in name). ``remat`` applies to looped stages only.
     """
-    if not loops(scan_units, len(stage_units)):
+    repeated = [_without_name(u.get_config()) for u in stage_units[1:]]
+    # Units that differ beyond their names (stochastic depth's per-unit drop rates) stay unrolled.
+    if not loops(scan_units, len(stage_units)) or any(config != repeated[0] for config in repeated):
         for unit in stage_units:
             x = unit(x)
         return x

@@ -12,8 +12,8 @@ HEAD = "predictions"
 
 
 def build_network(config, classes, *, depth=None, image_size=None, init_weights=None, init_classes=None,
-                  scan_units="auto", remat=False):
-    """Builds ``config``'s model with ``classes`` outputs.
+                  drop_path_rate=0.0, scan_units="auto", remat=False):
+    """Builds ``config``'s model with ``classes`` outputs (``drop_path_rate``: stochastic depth).
 
     ``init_weights`` (anything ``weights=`` accepts) is loaded into a model with ``init_classes``
     outputs (the classes it was trained on); when that differs from ``classes`` the classifier is
@@ -33,6 +33,7 @@ def build_network(config, classes, *, depth=None, image_size=None, init_weights=
         classes=head_classes,
         classifier_activation=None,
         weights=init_weights,
+        drop_path_rate=drop_path_rate,
         scan_units=scan_units,
         remat=remat,
     )
