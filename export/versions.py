@@ -11,13 +11,9 @@ import os
 import shutil
 import tempfile
 
+from keras_preresnet import files
+
 STAGING_PREFIX = ".staging-"
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def existing_versions(base):
@@ -52,7 +48,8 @@ class StagedVersion:
         self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=base)
         # mkdtemp makes the folder private (0700); a published version must be as readable as any
         # folder made here, e.g. by a TF Serving process running as another user.
-        os.chmod(self.path, 0o777 & ~_umask())
+        os.chmod(self.path, files.folder_mode())
+        files.write_point()
 
     def publish(self):
         """Renames the staging folder to its final name (atomic on one file system)."""
@@ -60,6 +57,7 @@ class StagedVersion:
             raise FileExistsError(f"{self.final_path!r} appeared while exporting; not overwriting it.")
         os.rename(self.path, self.final_path)
         self.path = self.final_path
+        files.write_point()
         return self.final_path
 
     def discard(self):

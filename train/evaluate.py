@@ -11,7 +11,8 @@ import sys
 
 from absl import app, flags
 
-from train import configs, data, distribute, network, reporting, trainer
+from keras_preresnet import files
+from train import configs, data, distribute, network, trainer
 
 
 def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=None, resize=None, split="test",
@@ -73,7 +74,7 @@ def main(argv):
           f"{result['image_size']} (resize {result['resize']}): top-1 error {result['top1_error']:.2f}%, "
           f"top-5 error {result['top5_error']:.2f}%")
     if FLAGS.output:
-        reporting.atomic_write(FLAGS.output, json.dumps(result, indent=2) + "\n")
+        files.write_bytes(FLAGS.output, json.dumps(result, indent=2) + "\n")
     return 0
 
 

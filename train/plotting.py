@@ -3,7 +3,8 @@
 import io
 import os
 
-from train.reporting import CURVES_PNG, atomic_write
+from keras_preresnet import files
+from train.reporting import CURVES_PNG
 
 
 def draw_curves(rows, title=""):
@@ -41,7 +42,7 @@ def plot_curves(rows, path, title=""):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    atomic_write(path, buffer.getvalue())
+    files.write_bytes(path, buffer.getvalue())
 
 
 def write_curves(model_dir, rows, title=""):

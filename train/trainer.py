@@ -8,10 +8,14 @@ Optimisation is Torch's SGD as fb.resnet.torch (and the paper's public code) run
 gamma/beta and biases included, coupled into the gradient (``g + wd * w``) before momentum. It is
 added to the loss as ``wd/2 * ||w||^2``, which gives exactly that gradient and works with loss scaling.
 
-Fault tolerance: a ``tf.train.Checkpoint`` (weights, optimiser slots, step) every epoch and every
-``checkpoint_steps`` steps; the epoch's order depends only on the seed and the epoch, so a run started
-again with the same command resumes mid-epoch where its last checkpoint was taken. A checkpoint is
-only ever written from finite weights; a non-finite loss stops the run and keeps the last good one.
+Fault tolerance: a ``tf.train.Checkpoint`` (weights, optimiser slots, step and the metrics rows of
+the finished epochs) every epoch and every ``checkpoint_steps`` steps; the epoch's order depends only
+on the seed and the epoch, so a run started again with the same command resumes mid-epoch where its
+last checkpoint was taken. The checkpoint at the end of an epoch is what makes the epoch done: the
+files shown in model_dir (last and best weights, metrics.csv, curves, TensorBoard points) are written
+from it afterwards, and written again by a restart from it, so a kill at any moment loses no epoch's
+record. A checkpoint is only ever written from finite weights; a non-finite loss stops the run and
+keeps the last good one.
 """
 
 import dataclasses
@@ -24,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_preresnet import files
 from train import configs, data, distribute, network, reporting
 
 CHECKPOINT_DIR = "checkpoints"
@@ -93,13 +98,6 @@ def _check_settings(settings):
 
 def _all_finite(variables):
     return all(np.all(np.isfinite(keras.ops.convert_to_numpy(v))) for v in variables)
-
-
-def _save_weights_atomically(model, path):
-    # Keras insists on the .weights.h5 suffix; the temporary keeps it.
-    temporary = path[: -len(".weights.h5")] + f".tmp-{os.getpid()}.weights.h5"
-    model.save_weights(temporary)
-    os.replace(temporary, path)
 
 
 class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -187,9 +185,12 @@ class Trainer:
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        # The metrics rows of the finished epochs (JSON), saved with the weights they belong to.
+        self.records = tf.Variable("[]", dtype=tf.string, trainable=False, name="epoch_records")
         self.eval_step = make_eval_step(self.model, self.strategy)
         self.sync_statistics = make_sync_statistics(self.model, self.strategy)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                              records=self.records)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.work_dir, CHECKPOINT_DIR), max_to_keep=3)
 
@@ -217,7 +218,7 @@ class Trainer:
                     f"{self.settings.model_dir!r} holds a run with other settings ({details}); resume it "
                     "with the same command or use a new --model_dir."
                 )
-        reporting.atomic_write(path, json.dumps(record, indent=2) + "\n")
+        files.write_bytes(path, json.dumps(record, indent=2) + "\n")
 
     # --------------------------------------------------------------------------------- steps
 
@@ -277,6 +278,7 @@ class Trainer:
         if not _all_finite(self.model.weights):
             return False
         self.manager.save(checkpoint_number=int(self.step.numpy()))
+        files.write_point()
         return True
 
     def run(self):
@@ -284,10 +286,13 @@ class Trainer:
         restored = self.manager.restore_or_initialize()
         self._check_same_run()
         step = int(self.step.numpy())
-        rows = [row for row in reporting.read_metrics(self.work_dir) if row["step"] <= step] if self.chief else []
+        rows = json.loads(self.records.numpy().decode("utf-8")) if self.chief else []
+        writers = self._summary_writers()
         if restored and self.chief:
             print(f"Resuming {self.config.name} from step {step} ({restored}).", flush=True)
-        writers = self._summary_writers()
+            if rows and rows[-1]["step"] == step:
+                # A kill may have cut short what the end of that epoch writes after its checkpoint.
+                self._publish(rows, writers)
         started = time.time()
         try:
             rows = self._train(step, rows, writers)
@@ -301,7 +306,7 @@ class Trainer:
         if self.chief:
             reporting.write_summary(self.work_dir, summary)
         else:
-            _save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
+            files.save_weights(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
         # Workers leave together: one that exits while another still writes looks like a crash to
         # the cluster's coordination service.
         self.sync_statistics()
@@ -360,11 +365,6 @@ class Trainer:
             test = evaluate(self.eval_step, self._distributed(
                 data.eval_dataset_fn(self.test_source, self.eval_transform, self.global_batch)),
                 data.padded_size(self.test_source.num_examples, self.global_batch) // self.global_batch)
-            if not self._save():
-                raise TrainingError(
-                    f"The weights became non-finite in epoch {epoch + 1}; stopping. The last good checkpoint "
-                    f"is kept: {self.manager.latest_checkpoint}."
-                )
             row = {
                 "epoch": epoch + 1, "step": step, "learning_rate": lr,
                 "train_loss": loss_sum / done, "train_error": 100 * wrong_sum / (done * self.global_batch),
@@ -376,7 +376,13 @@ class Trainer:
                       f"{row['test_error']:.2f}% (top-5 {row['test_top5_error']:.2f}%), "
                       f"{row['images_per_second']:.1f} images/s", flush=True)
             rows = [r for r in rows if r["epoch"] != epoch + 1] + [row]
-            self._epoch_end(rows, row, writers)
+            self.records.assign(json.dumps(rows))
+            if not self._save():
+                raise TrainingError(
+                    f"The weights became non-finite in epoch {epoch + 1}; stopping. The last good checkpoint "
+                    f"is kept: {self.manager.latest_checkpoint}."
+                )
+            self._publish(rows, writers)
         return rows
 
     def _summary_writers(self):
@@ -386,13 +392,14 @@ class Trainer:
         return (tf.summary.create_file_writer(os.path.join(logs, "train")),
                 tf.summary.create_file_writer(os.path.join(logs, "test")))
 
-    def _epoch_end(self, rows, row, writers):
+    def _publish(self, rows, writers):
+        """Writes what model_dir shows of the finished epochs ``rows``, the last one just checkpointed."""
         if not self.chief:
             return
-        _save_weights_atomically(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
-        best = reporting.best_row(rows)
-        if best is row:
-            _save_weights_atomically(self.model, os.path.join(self.work_dir, BEST_WEIGHTS))
+        row = rows[-1]
+        files.save_weights(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
+        if reporting.best_row(rows) is row:
+            files.save_weights(self.model, os.path.join(self.work_dir, BEST_WEIGHTS))
         reporting.write_metrics(self.work_dir, rows)
         with writers[1].as_default(step=row["step"]):
             for key in ("test_loss", "test_error", "test_top5_error"):

@@ -16,11 +16,11 @@ The command line is ``python -m keras_preresnet.convert`` (``keras_preresnet/con
 
 import math
 import os
-import tempfile
 
 import keras
 import numpy as np
 
+from keras_preresnet import files
 from keras_preresnet.pretrained import torch7
 from keras_preresnet.layers import ResidualUnit, TorchConv2D
 
@@ -521,24 +521,6 @@ def convert(source, model):
     return plan.pairs
 
 
-def save_weights_atomically(model, path):
-    """Writes ``model``'s weights to ``path`` (``*.weights.h5``) through a temporary file and a rename."""
-    path = os.fspath(path)
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"Keras weights files end in '.weights.h5'; received {path!r}.")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp.weights.h5", dir=directory)
-    os.close(fd)
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def convert_file(t7_path, output_path, architecture=DEFAULT_ARCHITECTURE, **build_kwargs):
     """Converts a ``.t7`` checkpoint into a Keras weights file for ``architecture``.
 
@@ -552,4 +534,4 @@ def convert_file(t7_path, output_path, architecture=DEFAULT_ARCHITECTURE, **buil
         raise ValueError(f"The output must be a Keras weights file ending in '.weights.h5'; received {output_path!r}.")
     model = models.build_named(architecture, weights=None, **build_kwargs)
     convert(t7_path, model)
-    return save_weights_atomically(model, output_path)
+    return files.save_weights(model, output_path)

@@ -10,6 +10,8 @@ import os
 
 import keras
 
+from keras_preresnet import files
+
 # Architectures with published ImageNet weights. fb.resnet.torch publishes no checksum for them.
 PRETRAINED = {
     "preact_resnet200": dict(
@@ -47,9 +49,15 @@ def _entry(architecture):
     return PRETRAINED[architecture]
 
 
-def _download(url, fname):
-    """Fetches ``url`` into the cache as ``fname`` with Keras' downloader; returns the path."""
-    return keras.utils.get_file(fname=fname, origin=url, cache_dir=_keras_home(), cache_subdir=CACHE_SUBDIR)
+def _download(url, path):
+    """Fetches ``url`` into the cache file ``path`` with Keras' downloader, through ``files.publish``
+    (a download killed half-way would otherwise stay in the cache as a truncated checkpoint)."""
+
+    def fetch(temporary):
+        keras.utils.get_file(fname=os.path.basename(temporary), origin=url, cache_dir=_keras_home(),
+                             cache_subdir=CACHE_SUBDIR)
+
+    return files.publish(path, fetch)
 
 
 def torch_checkpoint(architecture="preact_resnet200", url=None):
@@ -62,7 +70,7 @@ def torch_checkpoint(architecture="preact_resnet200", url=None):
     url = url or os.environ.get(URL_ENV) or entry["url"]
     os.makedirs(directory, exist_ok=True)
     try:
-        return _download(url, entry["torch_file"])
+        return _download(url, path)
     except Exception as error:  # get_file raises URLError, HTTPError, OSError, ValueError ...
         raise WeightsUnavailableError(
             f"Could not download the pretrained {architecture} checkpoint from {url} ({error}). Either put "
