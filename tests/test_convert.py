@@ -6,6 +6,7 @@ independent PyTorch implementation that reads the same file with ``torchfile``.
 """
 
 import os
+import stat
 
 import keras
 import numpy as np
@@ -224,6 +225,17 @@ def test_convert_file_writes_a_loadable_file_atomically(tmp_path, monkeypatch, i
     model = models.PreActResNet200(weights=str(out), classifier_activation=None)
     assert_parity(logits(model, images), reference)
     assert sorted(os.listdir(out.parent)) == ["model.weights.h5"]
+
+
+def test_converted_file_gets_the_mode_the_umask_gives(tmp_path, monkeypatch, released):
+    # 0o027 gives 0o640: neither mkstemp's private 0o600 nor a fixed 0o644.
+    monkeypatch.setitem(models.IMAGENET_BLOCKS, 200, ("bottleneck", BLOCKS))
+    old = os.umask(0o027)
+    try:
+        path = convert.convert_file(released[0], tmp_path / "model.weights.h5")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
 
 
 def test_failed_conversion_leaves_no_output(tmp_path, monkeypatch, capsys):
