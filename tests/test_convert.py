@@ -192,6 +192,21 @@ def test_truncated_file_is_refused(tmp_path, keep):
         convert.convert(path, keras_model())
 
 
+@pytest.mark.parametrize("class_name", [b"nn.Sequential", b"cudnn.SpatialConvolution", b"V 1"])
+def test_corrupt_class_name_length_gives_a_short_error_with_the_offset(tmp_path, class_name):
+    path = write(tmp_path)
+    data = bytearray(open(path, "rb").read())
+    at = data.index(len(class_name).to_bytes(4, "little") + class_name)
+    data[at : at + 4] = (len(data) - at - 1000).to_bytes(4, "little")  # the string swallows the rest of the file
+    with open(path, "wb") as f:
+        f.write(data)
+    with pytest.raises(torch7.Torch7Error) as info:
+        convert.convert(path, keras_model())
+    message = str(info.value)
+    assert len(message) < len(path) + 300, message[:1000]
+    assert f"the class name at byte {at} is {repr(class_name)[:-1]}" in message and message.isprintable()
+
+
 def test_tensor_beyond_its_storage_is_refused(tmp_path):
     path = str(tmp_path / "bad.t7")
     with open(path, "wb") as f:

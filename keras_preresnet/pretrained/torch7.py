@@ -10,6 +10,7 @@ tensor against the extent of its storage, so a truncated or corrupt checkpoint i
 instead of garbage numbers.
 """
 
+import re
 import struct
 
 import numpy as np
@@ -24,11 +25,22 @@ _ELEMENT_TYPES = {
     "CudaLong": np.int64, "CudaInt": np.int32, "CudaByte": np.uint8,
 }
 TENSOR_CLASSES = {f"torch.{k}Tensor": np.dtype(v) for k, v in _ELEMENT_TYPES.items()}
+# An error quotes at most this many bytes of the file: a corrupt length must not make it megabytes long.
+EXCERPT_BYTES = 80
+# Torch class names and format versions ("V 1", "nn.SpatialConvolution", "cudnn.ReLU").
+_CLASS_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_.]{0,199}|V [0-9.]{1,20}")
 STORAGE_CLASSES = {f"torch.{k}Storage": np.dtype(v) for k, v in _ELEMENT_TYPES.items()}
 
 
 class Torch7Error(ValueError):
     """The file is not a readable Torch7 checkpoint (truncated, corrupt or of an unsupported kind)."""
+
+
+def excerpt(data):
+    """``data`` as an error quotes it: its first ``EXCERPT_BYTES`` bytes, escaped, and its length."""
+    data = bytes(data)
+    shown = repr(data[:EXCERPT_BYTES])
+    return shown if len(data) <= EXCERPT_BYTES else f"{shown}... ({len(data)} bytes)"
 
 
 class TorchObject:
@@ -88,6 +100,16 @@ class _Reader:
     def string(self):
         return bytes(self._take(self.int(), "a string"))
 
+    def class_name(self):
+        """A Torch class name or format version, checked before anything quotes or uses it."""
+        start = self.pos
+        name = self.string()
+        if not _CLASS_NAME.fullmatch(name):
+            raise Torch7Error(
+                f"{self.name}: corrupt Torch7 file (the class name at byte {start} is {excerpt(name)})."
+            )
+        return name.decode("ascii")
+
     def object(self):
         kind = self.int()
         if kind == TYPE_NIL:
@@ -122,13 +144,13 @@ class _Reader:
         return function
 
     def _torch(self, index):
-        version_string = self.string().decode("ascii", "replace")
+        version_string = self.class_name()
         if version_string.startswith("V "):
             try:
                 version = int(float(version_string[2:]))
             except ValueError:
                 raise Torch7Error(f"{self.name}: corrupt Torch7 file (version {version_string!r}).") from None
-            typename = self.string().decode("ascii", "replace")
+            typename = self.class_name()
         else:
             version, typename = 0, version_string
         if typename in STORAGE_CLASSES:
