@@ -42,6 +42,15 @@ def _check_list(name, values, allowed):
     return tuple(dict.fromkeys(values))
 
 
+def _check_out(out):
+    # The first existing folder on the way must be a folder: os.makedirs would fail deep inside.
+    existing = os.path.abspath(os.fspath(out))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"`out` must be a folder (or a path to create one); {existing!r} is a file; received out={out!r}.")
+
+
 def format_base(out, name, fmt):
     return os.path.join(os.fspath(out), name + FORMAT_SUFFIX[fmt])
 
@@ -85,6 +94,7 @@ def export_model(
         differs from Keras by more than ``parity.FLOAT_TOLERANCE``.
     """
     formats = _check_list("formats", formats, FORMATS)
+    _check_out(out)
     quantize = _check_list("quantize", quantize, tflite.QUANTIZED)
     if not formats:
         raise ValueError("`formats` is empty; choose at least one of " + ", ".join(FORMATS) + ".")

@@ -14,6 +14,7 @@ import tensorflow as tf
 import keras_preresnet
 from keras_preresnet import defaults, models, preprocessing
 from keras_preresnet.datasets import CIFAR10_CLASSES
+from keras_preresnet.layers import check_choice
 
 PREPROCESSING = ("imagenet", "cifar10", "cifar100")
 _CIFAR_STATS = {
@@ -43,10 +44,7 @@ class Servable:
     preprocessing: str
 
     def __post_init__(self):
-        if self.preprocessing not in PREPROCESSING:
-            raise ValueError(
-                f"`preprocessing` must be one of {PREPROCESSING}; received preprocessing={self.preprocessing!r}."
-            )
+        check_choice("preprocessing", self.preprocessing, PREPROCESSING)
         shape = tuple(self.model.input_shape)
         if len(shape) != 4 or shape[-1] != 3 or None in shape[1:3] or shape[1] != shape[2]:
             raise ValueError(
@@ -135,6 +133,8 @@ def build(model_name, weights=None, labels=None, preprocessing_name=None, name=N
     """
     key = resolve_architecture(model_name)
     layout = models.ARCHITECTURES[key]["layout"]
+    if preprocessing_name is not None:
+        check_choice("preprocessing", preprocessing_name, PREPROCESSING)
     if preprocessing_name is None:
         preprocessing_name = "imagenet" if layout == models.IMAGENET else "cifar10"
     if isinstance(labels, (str, os.PathLike)):

@@ -9,6 +9,8 @@ Layer names follow keras.applications (``conv1_conv``, ``conv3_block2``, ``post_
 ``predictions``), so weight files stay loadable.
 """
 
+import inspect
+import numbers
 import os
 
 import keras
@@ -87,6 +89,9 @@ ARCHITECTURES = {
 def stage_plan(depth, layout, form=None):
     """Returns ``(form, units_per_stage)`` for a depth, e.g. ``('bottleneck', (18, 18, 18))`` for 164."""
     units.check_choice("layout", layout, LAYOUTS)
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
+        raise ValueError(f"`depth` must be an integer (the number of weighted layers); received depth={depth!r}.")
+    depth = int(depth)
     if layout == IMAGENET:
         if depth not in IMAGENET_BLOCKS:
             raise ValueError(
@@ -101,7 +106,7 @@ def stage_plan(depth, layout, form=None):
         form = "bottleneck" if depth >= 164 and (depth - 2) % 9 == 0 else "basic"
     units.check_choice("form", form, CONVS_PER_UNIT)
     per_stage = 3 * CONVS_PER_UNIT[form]
-    if not isinstance(depth, int) or depth < per_stage + 2 or (depth - 2) % per_stage:
+    if depth < per_stage + 2 or (depth - 2) % per_stage:
         raise ValueError(
             f"A CIFAR ResNet of {form} units has depth {per_stage}n+2 (n >= 1); received depth={depth!r}."
         )
@@ -109,10 +114,14 @@ def stage_plan(depth, layout, form=None):
     return form, (n, n, n)
 
 
+def _is_count(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
 def _check_blocks(blocks, layout):
     stages = len(LAYOUTS[layout]["widths"])
-    blocks = tuple(blocks)
-    if len(blocks) != stages or not all(isinstance(b, int) and b >= 1 for b in blocks):
+    blocks = tuple(blocks) if isinstance(blocks, (tuple, list)) else (blocks,)
+    if len(blocks) != stages or not all(_is_count(b) for b in blocks):
         raise ValueError(
             f"`blocks` must be {stages} positive integers for a {layout} ResNet; received blocks={blocks!r}."
         )
@@ -142,9 +151,13 @@ def _input_shape(input_shape, layout, include_top, weights):
     min_size = LAYOUTS[layout]["min_size"]
     if input_shape is None:
         return (size, size, 3) if include_top else (None, None, 3)
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or not all(
+            dim is None or _is_count(dim) for dim in input_shape):
+        raise ValueError(
+            "`input_shape` must be a tuple (height, width, channels) of positive integers or None; "
+            f"received input_shape={input_shape!r}."
+        )
     shape = tuple(input_shape)
-    if len(shape) != 3:
-        raise ValueError(f"`input_shape` must be (height, width, channels); received input_shape={input_shape!r}.")
     if weights is not None and shape[-1] != 3:
         raise ValueError(f"Pretrained weights expect 3 input channels; received input_shape={input_shape!r}.")
     for dim in shape[:2]:
@@ -156,6 +169,18 @@ def _input_shape(input_shape, layout, include_top, weights):
     if shape[-1] is None or shape[-1] < 1:
         raise ValueError(f"The channel dimension must be known; received input_shape={input_shape!r}.")
     return shape
+
+
+def _check_shortcut_options(shortcut, options):
+    if options is None:
+        return
+    init = inspect.signature(units.SHORTCUTS[shortcut].__init__).parameters
+    accepted = [name for name in init if name not in ("self", "filters", "strides", "kwargs")]
+    if not isinstance(options, dict) or any(key not in accepted for key in options):
+        raise ValueError(
+            f"`shortcut_options` must be a dict of the {shortcut!r} shortcut's arguments ({', '.join(accepted) or 'none'}); "
+            f"received shortcut_options={options!r}."
+        )
 
 
 def _check_weights(weights, include_top, classes, classifier_activation, architecture):
@@ -250,12 +275,15 @@ def build_resnet(
     units.check_choice("unit", unit, units.UNITS)
     units.check_choice("shortcut", shortcut, units.SHORTCUTS)
     units.check_choice("layout", layout, LAYOUTS)
+    _check_shortcut_options(shortcut, shortcut_options)
+    if not isinstance(include_top, bool):
+        raise ValueError(f"`include_top` must be True or False; received include_top={include_top!r}.")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
     form, depth_blocks = stage_plan(depth, layout, form)
     blocks = depth_blocks if blocks is None else _check_blocks(blocks, layout)
     classes = LAYOUTS[layout]["classes"] if classes is None else classes
-    if include_top and (not isinstance(classes, int) or classes < 1):
+    if include_top and not _is_count(classes):
         raise ValueError(f"`classes` must be a positive integer; received classes={classes!r}.")
     _check_weights(weights, include_top, classes, classifier_activation, architecture)
     settings = _unit_settings(layout, unit, form)

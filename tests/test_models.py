@@ -128,6 +128,26 @@ def test_bad_arguments_raise_clear_errors(kwargs, message):
         kp.ResNet20(**kwargs)
 
 
+@pytest.mark.parametrize("args, kwargs, message", [
+    (("20",), {}, "`depth` must be an integer (the number of weighted layers); received depth='20'."),
+    ((None,), {}, "`depth` must be an integer (the number of weighted layers); received depth=None."),
+    ((20,), dict(input_shape=32), "`input_shape` must be a tuple (height, width, channels) of positive integers or None; received input_shape=32."),
+    ((20,), dict(input_shape="abc"), "received input_shape='abc'."),
+    ((20,), dict(input_shape=(32, 32, "3")), "received input_shape=(32, 32, '3')."),
+    ((20, "full_preactivation", "constant_scaling", [0.5]), {},
+     "`shortcut_options` must be a dict of the 'constant_scaling' shortcut's arguments (shortcut_scale, residual_scale); received shortcut_options=[0.5]."),
+    ((20,), dict(shortcut="exclusive_gating", shortcut_options={"bias": -6}), "(gate_bias); received shortcut_options={'bias': -6}."),
+    ((20,), dict(include_top="no"), "`include_top` must be True or False; received include_top='no'."),
+    ((20,), dict(classes=True), "`classes` must be a positive integer; received classes=True."),
+    ((18,), dict(layout="imagenet", blocks=2), "`blocks` must be 4 positive integers for a imagenet ResNet; received blocks=(2,)."),
+])
+def test_builder_names_the_bad_argument_and_what_it_accepts(args, kwargs, message):
+    """Checked at entry like keras.applications: a ValueError naming the argument, never a TypeError from inside."""
+    with pytest.raises(ValueError) as info:
+        kp.build_resnet(*args, **kwargs)
+    assert message in str(info.value)
+
+
 def test_imagenet_weights_require_1000_classes_and_softmax(monkeypatch):
     from keras_preresnet.pretrained import weights as weights_lib
 
