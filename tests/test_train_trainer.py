@@ -93,6 +93,26 @@ def test_finished_run_started_again_does_nothing_more(finished_run, cifar_dir):
     assert summary["steps"] == 32 and (model_dir / "metrics.csv").read_text() == before
 
 
+def test_restart_rewrites_what_a_kill_after_the_last_checkpoint_cut_short(finished_run, tmp_path, cifar_dir):
+    """The end-of-epoch checkpoint holds the epoch's row; the files written after it are redone from it."""
+    model_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], model_dir)
+    complete = (model_dir / "metrics.csv").read_text()
+    (model_dir / "metrics.csv").write_text(complete[: complete.rindex("\n", 0, -1) + 12])  # half a row
+    os.remove(model_dir / "curves.png")
+    os.remove(model_dir / "last.weights.h5")
+    summary = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), _strategy()).run()
+    assert summary["steps"] == 32
+    assert (model_dir / "metrics.csv").read_text() == complete
+    assert (model_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = network.build_network(CONFIG, 10, depth=8)
+    model.load_weights(model_dir / "last.weights.h5")
+    reference = network.build_network(CONFIG, 10, depth=8)
+    reference.load_weights(finished_run[0] / "last.weights.h5")
+    for ours, theirs in zip(model.weights, reference.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
 def test_weight_decay_is_coupled_l2_on_every_trainable_weight(tmp_path, cifar_dir):
     run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, train_examples=64, eval_examples=64,
                                             weight_decay=0.01), _strategy())
