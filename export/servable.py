@@ -133,10 +133,9 @@ def build(model_name, weights=None, labels=None, preprocessing_name=None, name=N
     """
     key = resolve_architecture(model_name)
     layout = models.ARCHITECTURES[key]["layout"]
-    if preprocessing_name is not None:
-        check_choice("preprocessing", preprocessing_name, PREPROCESSING)
     if preprocessing_name is None:
         preprocessing_name = "imagenet" if layout == models.IMAGENET else "cifar10"
+    check_choice("preprocessing", preprocessing_name, PREPROCESSING)
     if isinstance(labels, (str, os.PathLike)):
         labels = read_labels(labels)
     classes = len(labels) if labels is not None else None

@@ -14,11 +14,11 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 import pytest
 
 from keras_preresnet import files
+from model_testing import weights_file_arrays
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Two commands at a time: CI has two cores, and each command is mostly single-threaded start-up.
@@ -65,16 +65,8 @@ def sweep(make_case, check_at_crash, check_after_rerun):
             n += PARALLEL
 
 
-def weights_of(path):
-    """Every array of a Keras weights file, by its path inside the file."""
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
-    return arrays
-
-
 def assert_same_weights(path, reference):
-    ours, theirs = weights_of(path), weights_of(reference)
+    ours, theirs = weights_file_arrays(path), weights_file_arrays(reference)
     assert sorted(ours) == sorted(theirs)
     for name in ours:
         np.testing.assert_array_equal(ours[name], theirs[name], err_msg=f"{path}: {name}")
@@ -113,7 +105,7 @@ def check_train_at_crash(model_dir, n):
     assert epochs == list(range(1, len(epochs) + 1)), (n, epochs)
     for name in ("last.weights.h5", "best.weights.h5"):
         if os.path.exists(os.path.join(model_dir, name)):
-            weights_of(os.path.join(model_dir, name))  # a complete HDF5 file
+            weights_file_arrays(os.path.join(model_dir, name))  # a complete HDF5 file
 
 
 def check_train_after_rerun(model_dir, n):
@@ -127,7 +119,8 @@ def check_train_after_rerun(model_dir, n):
     with open(os.path.join(model_dir, "curves.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n", n
     last, best_weights = (os.path.join(model_dir, name) for name in ("last.weights.h5", "best.weights.h5"))
-    same = all(np.array_equal(a, b) for a, b in zip(weights_of(last).values(), weights_of(best_weights).values()))
+    same = all(np.array_equal(a, b) for a, b in
+               zip(weights_file_arrays(last).values(), weights_file_arrays(best_weights).values()))
     assert same == (best is rows[-1]), f"best.weights.h5 is not the weights of epoch {best['epoch']} (point {n})"
     assert temporaries(model_dir) == [], n
 
