@@ -4,7 +4,8 @@ TF Serving watches a model's base folder and loads any new numeric subfolder by 
 must never be visible half-written. Each version is built in a hidden staging folder beside its final
 place (same file system) and renamed into place only when complete; a failure removes the staging
 folder. Staging names start with a dot and are not numbers, so TF Serving ignores them even if a
-killed process leaves one behind.
+killed process leaves one behind; they also name the machine and process that own them, so that the
+next export can remove those whose process is gone (``remove_stale_staging``).
 """
 
 import os
@@ -14,6 +15,23 @@ import tempfile
 from keras_preresnet import files
 
 STAGING_PREFIX = ".staging-"
+
+
+def remove_stale_staging(base):
+    """Removes the staging folders under ``base`` whose export process, on this machine, is gone (killed
+    before it could clean up); returns their paths. Folders of other machines and of live processes,
+    and folders of any other name, are left alone."""
+    removed = []
+    if not os.path.isdir(base):
+        return removed
+    for name in sorted(os.listdir(base)):
+        parts = name[len(STAGING_PREFIX):].split("-") if name.startswith(STAGING_PREFIX) else []
+        if len(parts) != 4 or not parts[2].isdigit() or not files.owner_is_gone(parts[1], int(parts[2])):
+            continue
+        path = os.path.join(base, name)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def existing_versions(base):
@@ -45,7 +63,7 @@ class StagedVersion:
                 "Choose another --version (or leave it out to use the next free one)."
             )
         os.makedirs(base, exist_ok=True)
-        self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=base)
+        self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-{files.owner()}-", dir=base)
         # mkdtemp makes the folder private (0700); a published version must be as readable as any
         # folder made here, e.g. by a TF Serving process running as another user.
         os.chmod(self.path, files.folder_mode())

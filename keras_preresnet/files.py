@@ -3,22 +3,23 @@
 Every file the package publishes (converted weights, the weights cache, a training run's files) is
 written to a temporary name in its final folder, flushed, given the mode the user's umask gives a new
 file, and renamed into place, so a process killed at any moment leaves the old file or the new one,
-never a torn one. A temporary left by a killed process carries its process id and is removed by the
-next write of the same file.
+never a torn one. A temporary carries its owner (machine and process id); one whose process is gone is
+removed by the next write of the same file.
 
-Crash points (a test-only switch): each write counts as write points (the temporary complete; the file
-in place). With ``$KERAS_PRERESNET_CRASH_AT=N`` a process stops hard at its N-th write point
+Crash points (a test-only switch): each write counts two write points (the temporary complete; the
+file in place). With ``$KERAS_PRERESNET_CRASH_AT=N`` a process stops hard at its N-th write point
 (``os._exit``: no clean-up, no ``finally``), the way a SIGKILL would; the crash-consistency tests kill
 the commands at every write point of a small run this way.
 """
 
 import os
 import re
+import socket
 
 CRASH_ENV = "KERAS_PRERESNET_CRASH_AT"
 # The exit status of a process stopped at a crash point (distinct from errors, 1, and SIGINT, 130).
 CRASH_EXIT_STATUS = 87
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-(?P<pid>\d+)(?P<suffix>\..*)?$")
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-(?P<host>[^-]+)-(?P<pid>\d+)(?P<suffix>\..*)?$")
 _write_points = 0
 
 
@@ -46,20 +47,33 @@ def folder_mode():
     return 0o777 & ~umask()
 
 
-def process_alive(pid):
+def _host():
+    # Owner tags separate host and process id by "-".
+    return socket.gethostname().replace("-", "_") or "localhost"
+
+
+def owner():
+    """``<host>-<pid>``: who owns a temporary or staging name, so a later process can tell it is stale."""
+    return f"{_host()}-{os.getpid()}"
+
+
+def owner_is_gone(host, pid):
+    """Whether the process ``pid`` of ``host`` has ended (never judged for another machine's process)."""
+    if host != _host():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
         return True
-    return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
 
 
 def _remove_stale_temporaries(directory, name):
     for entry in os.listdir(directory):
         match = _TEMPORARY.match(entry)
-        if match and match["name"] == name and not process_alive(int(match["pid"])):
+        if match and match["name"] == name and owner_is_gone(match["host"], int(match["pid"])):
             os.remove(os.path.join(directory, entry))
 
 
@@ -83,7 +97,7 @@ def publish(path, write, suffix=""):
         name = name[: -len(suffix)]
     os.makedirs(directory, exist_ok=True)
     _remove_stale_temporaries(directory, name)
-    temporary = os.path.join(directory, f".{name}.tmp-{os.getpid()}{suffix}")
+    temporary = os.path.join(directory, f".{name}.tmp-{owner()}{suffix}")
     try:
         write(temporary)
         os.chmod(temporary, file_mode())

@@ -50,14 +50,17 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 def test_temporaries_of_dead_processes_are_removed_by_the_next_write(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    left = tmp_path / f".model.tmp-{dead_pid}.weights.h5"
+    host = files.owner().rsplit("-", 1)[0]
+    left = tmp_path / f".model.tmp-{host}-{dead_pid}.weights.h5"
     left.write_bytes(b"torn")
-    alive = tmp_path / f".model.tmp-{os.getppid()}.weights.h5"  # a live process may still be writing it
+    alive = tmp_path / f".model.tmp-{host}-{os.getppid()}.weights.h5"  # a live process may still write it
     alive.write_bytes(b"busy")
-    other = tmp_path / f".other.tmp-{dead_pid}.weights.h5"  # another file's temporary: not ours to judge
+    remote = tmp_path / f".model.tmp-elsewhere-{dead_pid}.weights.h5"  # another machine's: not judged here
+    remote.write_bytes(b"busy")
+    other = tmp_path / f".other.tmp-{host}-{dead_pid}.weights.h5"  # another file's temporary
     other.write_bytes(b"torn")
     files.publish(tmp_path / "model.weights.h5", lambda t: open(t, "wb").close(), suffix=".weights.h5")
-    assert sorted(os.listdir(tmp_path)) == sorted(["model.weights.h5", alive.name, other.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["model.weights.h5", alive.name, remote.name, other.name])
 
 
 def _crash_at(n, writes):

@@ -13,7 +13,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from train import configs, data, distribute, trainer  # noqa: E402
@@ -55,7 +54,9 @@ flags.DEFINE_integer("image_size", None, "Override the training crop size.", low
 flags.DEFINE_enum("augmentation", None, data.AUGMENTATIONS, "Override the config's augmentation.")
 flags.DEFINE_integer("train_examples", None, "Use only the first N training images.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", None, "Use only the first N test images.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the data order and the initialisation.")
+flags.DEFINE_integer("seed", 0, "Seed of the initialisation, the data order and the augmentation.")
+flags.DEFINE_bool("deterministic", False, "Deterministic ops too: runs with one seed are bit-identical "
+                  "(docs/training.md).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
@@ -92,7 +93,6 @@ def main(argv):
     distribute.configure_cpu_devices(FLAGS.num_cpu_devices)
     try:
         strategy = distribute.make_strategy(FLAGS.strategy)
-        keras.utils.set_random_seed(FLAGS.seed)
         run = trainer.Trainer(config, settings_from_flags(), strategy)
         summary = run.run()
     except (ValueError, FileNotFoundError, trainer.TrainingError) as error:

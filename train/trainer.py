@@ -73,6 +73,7 @@ class Settings:
     train_examples: int = None
     eval_examples: int = None
     seed: int = 0
+    deterministic: bool = False
     progress: bool = True
 
 
@@ -94,6 +95,24 @@ def _check_settings(settings):
         raise ValueError(f"--learning_rate must be positive; received {settings.learning_rate}.")
     if settings.weight_decay is not None and settings.weight_decay < 0:
         raise ValueError(f"--weight_decay must be >= 0; received {settings.weight_decay}.")
+
+
+def seed_everything(seed, deterministic):
+    """Seeds the initialisation (Python, NumPy and TensorFlow generators); ``deterministic`` also makes
+    every TensorFlow op deterministic, so that runs with one seed are bit-identical."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _make_model_dir(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:  # a file of that name, or on its path
+        raise ValueError(
+            f"--model_dir={path!r} cannot be created as a folder ({error.strerror}); pass a new folder or "
+            "the folder of the run to resume."
+        ) from error
 
 
 def _all_finite(variables):
@@ -130,7 +149,8 @@ class Trainer:
         # Workers other than the chief write their checkpoints to a folder of their own.
         self.work_dir = (settings.model_dir if self.chief
                          else os.path.join(settings.model_dir, "workers", f"{task_type}_{task_id}"))
-        os.makedirs(self.work_dir, exist_ok=True)
+        _make_model_dir(self.work_dir)
+        seed_everything(settings.seed, settings.deterministic)
         keras.config.set_dtype_policy(settings.precision)
         if settings.recipe is not None and settings.recipe not in configs.RECIPES:
             raise ValueError(f"Unknown recipe {settings.recipe!r}; known: {sorted(configs.RECIPES)}.")
@@ -189,8 +209,10 @@ class Trainer:
         self.records = tf.Variable("[]", dtype=tf.string, trainable=False, name="epoch_records")
         self.eval_step = make_eval_step(self.model, self.strategy)
         self.sync_statistics = make_sync_statistics(self.model, self.strategy)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
-                                              records=self.records)
+        # Every weight by its index: TensorFlow's object graph does not reach the layers the library's
+        # units keep in lists, so model=... alone would lose their BatchNorm moving statistics.
+        self.checkpoint = tf.train.Checkpoint(model=self.model, weights=list(self.model.weights),
+                                              optimizer=self.optimizer, step=self.step, records=self.records)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.work_dir, CHECKPOINT_DIR), max_to_keep=3)
 
