@@ -6,8 +6,8 @@ file, and renamed into place, so a process killed at any moment leaves the old f
 never a torn one. A temporary carries its owner (machine and process id); one whose process is gone is
 removed by the next write of the same file.
 
-Crash points (a test-only switch): each write counts two write points (the temporary complete; the
-file in place). With ``$KERAS_PRERESNET_CRASH_AT=N`` a process stops hard at its N-th write point
+Crash points (a test-only switch): each write counts two write points (the temporary half-written;
+the file in place). With ``$KERAS_PRERESNET_CRASH_AT=N`` a process stops hard at its N-th write point
 (``os._exit``: no clean-up, no ``finally``), the way a SIGKILL would; the crash-consistency tests kill
 the commands at every write point of a small run this way.
 """
@@ -23,11 +23,17 @@ _TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-(?P<host>[^-]+)-(?P<pid>\d+)(?P<su
 _write_points = 0
 
 
-def write_point():
-    """Counts one write point; the N-th stops the process under ``$KERAS_PRERESNET_CRASH_AT=N``."""
+def write_point(being_written=None):
+    """Counts one write point; the N-th stops the process under ``$KERAS_PRERESNET_CRASH_AT=N``.
+
+    ``being_written`` names the file whose write the point ends: a stop there first cuts that file to
+    half its length, as a kill in the middle of writing it would.
+    """
     global _write_points
     _write_points += 1
     if os.environ.get(CRASH_ENV) == str(_write_points):
+        if being_written is not None:
+            os.truncate(being_written, os.path.getsize(being_written) // 2)
         os._exit(CRASH_EXIT_STATUS)
 
 
@@ -103,7 +109,7 @@ def publish(path, write, suffix=""):
         os.chmod(temporary, file_mode())
         with open(temporary, "rb") as f:
             os.fsync(f.fileno())
-        write_point()
+        write_point(being_written=temporary)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

@@ -193,18 +193,23 @@ def test_truncated_file_is_refused(tmp_path, keep):
 
 
 @pytest.mark.parametrize("class_name", [b"nn.Sequential", b"cudnn.SpatialConvolution", b"V 1"])
-def test_corrupt_class_name_length_gives_a_short_error_with_the_offset(tmp_path, class_name):
+@pytest.mark.parametrize("length", [200, "rest of the file"])
+def test_corrupt_class_name_length_gives_a_short_error_with_the_offset(tmp_path, class_name, length):
     path = write(tmp_path)
     data = bytearray(open(path, "rb").read())
     at = data.index(len(class_name).to_bytes(4, "little") + class_name)
-    data[at : at + 4] = (len(data) - at - 1000).to_bytes(4, "little")  # the string swallows the rest of the file
+    length = len(data) - at - 1000 if length == "rest of the file" else length  # the name swallows what follows
+    data[at : at + 4] = length.to_bytes(4, "little")
     with open(path, "wb") as f:
         f.write(data)
     with pytest.raises(torch7.Torch7Error) as info:
         convert.convert(path, keras_model())
     message = str(info.value)
-    assert len(message) < len(path) + 300, message[:1000]
-    assert f"the class name at byte {at} is {repr(class_name)[:-1]}" in message and message.isprintable()
+    assert len(message) < len(path) + 4 * torch7.EXCERPT_BYTES + 100 and message.isprintable(), message[:1000]
+    if length > torch7.MAX_CLASS_NAME:
+        assert f"a class name of {length} bytes at byte {at}" in message
+    else:  # an escaped excerpt of the bytes read as the name
+        assert f"the class name at byte {at} is {repr(class_name)[:-1]}" in message and f"({length} bytes)" in message
 
 
 def test_tensor_beyond_its_storage_is_refused(tmp_path):

@@ -73,11 +73,12 @@ def _crash_at(n, writes):
 
 def test_crash_point_stops_hard_at_the_nth_write_point(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    # Two write points per file: the temporary complete (a kill before the rename), the file in place.
+    # Two write points per file: the temporary half-written (a kill during the write), the file in place.
     result = _crash_at(3, writes=3)
     assert result.returncode == files.CRASH_EXIT_STATUS
     leftovers = sorted(os.listdir(tmp_path))
     assert leftovers[0].startswith(".file1.tmp-") and leftovers[1:] == ["file0"]
+    assert (tmp_path / leftovers[0]).read_text() == ""  # half of the one byte written
     assert _crash_at(7, writes=3).returncode == 0 and sorted(os.listdir(tmp_path)) == ["file0", "file1", "file2"]
 
 
