@@ -224,7 +224,7 @@ def test_export_of_every_format_killed_at_every_write_point(tmp_path, parity_ima
 
 BLOCKS = (1, 1, 1, 1)
 # The converter's command line and weights='imagenet', run with ResNet-200 shrunk to BLOCKS units.
-SMALL_RESNET200 = f"from keras_preresnet import models; models.IMAGENET_BLOCKS[200] = ('bottleneck', {BLOCKS}); "
+SMALL_RESNET200 = f"from keras_preresnet import models; models.IMAGENET_UNITS[200] = ('bottleneck', {BLOCKS}); "
 CONVERT_CLI = SMALL_RESNET200 + "import sys; from keras_preresnet import convert; sys.exit(convert.main(sys.argv[1:]))"
 IMAGENET_WEIGHTS = SMALL_RESNET200 + "models.PreActResNet200(weights='imagenet')"
 
@@ -275,15 +275,15 @@ def test_weights_cache_killed_at_every_write_point_holds_only_complete_files(tmp
         return [sys.executable, "-c", IMAGENET_WEIGHTS], env, os.path.join(home, weights.CACHE_SUBDIR)
 
     def at_crash(cache, n):
-        cached = os.path.join(cache, entry["torch_file"])
+        cached = os.path.join(cache, entry.torch_file)
         if os.path.exists(cached):
             assert open(cached, "rb").read() == source, n
-        if os.path.exists(os.path.join(cache, entry["keras_file"])):
-            assert_same_weights(os.path.join(cache, entry["keras_file"]), reference)
+        if os.path.exists(os.path.join(cache, entry.keras_file)):
+            assert_same_weights(os.path.join(cache, entry.keras_file), reference)
 
     def after_rerun(cache, n):
         at_crash(cache, n)
-        assert sorted(os.listdir(cache)) == sorted([entry["torch_file"], entry["keras_file"]]), n
+        assert sorted(os.listdir(cache)) == sorted([entry.torch_file, entry.keras_file]), n
 
     points, _ = sweep(make_case, at_crash, after_rerun)
     assert points == 4  # download and conversion: two points each
