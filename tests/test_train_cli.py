@@ -124,12 +124,16 @@ def test_deterministic_run_sigkilled_twice_resumes_bit_identical_to_the_uninterr
 
     evaluated = _train("--config=cifar10_preact_resnet110", "--depth=8", f"--weights={model_dir / 'last.weights.h5'}",
                        f"--data_dir={cifar_dir}", "--examples=100", f"--output={tmp_path / 'eval.json'}",
-                       module="train.evaluate")
+                       f"--confusion_png={tmp_path / 'confusion.png'}", module="train.evaluate")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["images"] == 100
     assert result["top1_error"] == pytest.approx(float(rows[-1]["test_error"]), abs=1e-3)
     assert "top-5 error" in evaluated.stdout
+    # Per-class results: the table on the terminal, the matrix in the JSON and as a picture.
+    assert "precision" in evaluated.stdout and "airplane" in evaluated.stdout
+    assert np.array(result["confusion"]).sum() == 100 and len(result["per_class"]) == 10
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_two_deterministic_runs_with_one_seed_are_bit_identical_and_another_seed_differs(tmp_path, cifar_dir):

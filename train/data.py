@@ -307,15 +307,18 @@ def ten_crop(image, size, resize):
     return tf.ensure_shape(tf.stack(crops), [10, size, size, 3])
 
 
-def train_transform(augmentation, dataset, image_size, encoded):
+def train_transform(augmentation, dataset, image_size, encoded, image_augment=None):
     """The training map ``(image, label, key) -> (float32 image, label)``; ``key`` (see
-    ``augmentation_key``) decides every random choice."""
+    ``augmentation_key``) decides every random choice of the recipe's augmentation. ``image_augment``
+    (e.g. ``augment.rand_augment``) runs on the decoded 0-255 image before it."""
     if augmentation not in AUGMENTATIONS:
         raise ValueError(f"`augmentation` must be one of {AUGMENTATIONS}; received {augmentation!r}.")
     mean, std = (tf.constant(v, tf.float32) for v in _normalisation(dataset))
 
     def transform(image, label, key):
         image = _decode(image, encoded)
+        if image_augment is not None:
+            image = image_augment(image)
         if augmentation == "cifar":
             x = _cifar_train(image, image_size, mean, std, key)
         elif augmentation == "imagenet":
@@ -354,8 +357,10 @@ def eval_transform(augmentation, dataset, image_size, resize, crop="center", enc
 # ------------------------------------------------------------------------------------- pipelines
 
 
-def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0, seed=0):
+def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0, seed=0, batch_transform=None):
     """A ``distribute_datasets_from_function`` function for one epoch of ``steps`` steps, from ``start_step``.
+
+    ``batch_transform`` (e.g. ``augment.batch_mix``) maps each replica's batch ``(images, labels)``.
 
     The order of an epoch and the augmentation of each image in it depend only on ``seed`` and ``epoch``,
     so a run resumed mid-epoch skips exactly the batches it had trained on and then sees the same
@@ -373,6 +378,8 @@ def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0
         ds = ds.map(lambda position, example: transform(*example, augmentation_key(seed, epoch, position)),
                     num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = ds.batch(per_replica, drop_remainder=True)
+        if batch_transform is not None:
+            ds = ds.map(batch_transform, num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = ds.take((steps - start_step) * replicas_per_pipeline)
         return ds.prefetch(AUTOTUNE)
 
