@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import torch7_writer as writer
+from keras_preresnet import convert as convert_cli
 from keras_preresnet import models
 from keras_preresnet.pretrained import converter, torch7
 
@@ -50,7 +51,7 @@ def original(tmp_path_factory):
         patch.setattr(writer, "STAGE_WIDTHS", WIDTHS)
         patch.setitem(models.LAYOUTS[models.IMAGENET], "widths", WIDTHS)
         layout = writer.save(str(path), writer.released_preresnet(blocks=BLOCKS, classes=CLASSES, seed=3))
-        model = models.build_resnet(200, layout="imagenet", blocks=BLOCKS, classes=CLASSES,
+        model = models.build_resnet(200, layout="imagenet", units_per_stage=BLOCKS, classes=CLASSES,
                                     classifier_activation=None)
     return path.read_bytes(), layout, model
 
@@ -117,7 +118,7 @@ def run_case(data, tmp_path, model, monkeypatch):
     signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT)
     started = time.perf_counter()
     try:
-        converter.convert_file(path, out)
+        convert_cli.convert_file(path, out)
         outcome = "converted"
     except (torch7.Torch7Error, converter.ConversionError) as error:
         outcome = type(error).__name__
@@ -202,4 +203,51 @@ def test_nested_tables_end_in_a_torch7_error_not_a_recursion_error(tmp_path):
     with open(path, "wb") as f:
         writer._Writer(f).object(deep)
     with pytest.raises(torch7.Torch7Error, match="nested over"):
+        torch7.load(path)
+
+
+def test_shared_or_cyclic_modules_are_refused(original, tmp_path):
+    """A network is a tree; references that make a module its own child (or a child twice) are corruption."""
+    model = original[2]
+    for make in ("cycle", "shared"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(writer, "STAGE_WIDTHS", WIDTHS)
+            checkpoint = writer.released_preresnet(blocks=BLOCKS, classes=CLASSES, seed=3)
+        stage = checkpoint.modules[4]
+        stage.add(checkpoint if make == "cycle" else stage.modules[0])
+        path = tmp_path / f"{make}.t7"
+        writer.save(str(path), checkpoint)
+        with pytest.raises(converter.ConversionError, match="occurs twice in the network"):
+            converter.convert(str(path), model)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("weight", "not a tensor", "`weight` is a str, expected a tensor"),
+    ("nOutputPlane", {"a": 1}, "`nOutputPlane` is {'a': 1.0}, expected a finite number"),
+    ("kW", float("inf"), "`kW` is inf, expected a finite number"),
+])
+def test_fields_of_the_wrong_type_are_conversion_errors(original, tmp_path, field, value, match):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(writer, "STAGE_WIDTHS", WIDTHS)
+        checkpoint = writer.released_preresnet(blocks=BLOCKS, classes=CLASSES, seed=3, flat_storage=False)
+    checkpoint.modules[0].fields[field] = value
+    path = tmp_path / "wrong.t7"
+    writer.save(str(path), checkpoint)
+    with pytest.raises(converter.ConversionError, match=match):
+        converter.convert(str(path), original[2])
+
+
+def test_table_sizes_and_keys_are_checked_before_use(tmp_path):
+    path = tmp_path / "table.t7"
+    with open(path, "wb") as f:
+        table_writer = writer._Writer(f)
+        table_writer.object({"a": 1.0, None: 2.0})
+    with pytest.raises(torch7.Torch7Error, match="a table key that is None"):
+        torch7.load(path)
+    data = bytearray(path.read_bytes())
+    [size] = [offset for offset, _, role in table_writer.layout if role == "table size"]
+    _put(data, size, 4, 2**31 - 1)
+    path.write_bytes(bytes(data))
+    # Refused from the count alone, before reading any entry.
+    with pytest.raises(torch7.Torch7Error, match=r"table of 2147483647 entries at byte 8, with \d+ bytes left"):
         torch7.load(path)

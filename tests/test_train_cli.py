@@ -136,6 +136,23 @@ def test_deterministic_run_sigkilled_twice_resumes_bit_identical_to_the_uninterr
     assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
+def test_deterministic_run_killed_at_random_moments_ends_bit_identical(tmp_path, cifar_dir):
+    """Five SIGKILLs at seeded random moments (start-up, steps, evaluation, file writes, checkpoints)."""
+    run = [*DETERMINISTIC_RUN, f"--data_dir={cifar_dir}"]
+    reference = _train(*run, f"--model_dir={tmp_path / 'reference'}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    command = [sys.executable, "-m", "train", *run, f"--model_dir={tmp_path / 'run'}"]
+    rng = random.Random(5)
+    for _ in range(5):
+        _run_until(command, lambda: True, rng.uniform(3, 25))
+    resumed = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_bit_identical(tmp_path / "reference" / "last.weights.h5", tmp_path / "run" / "last.weights.h5")
+    assert [r["test_loss"] for r in _metrics(tmp_path / "run")] == [
+        r["test_loss"] for r in _metrics(tmp_path / "reference")]
+
+
 def test_two_deterministic_runs_with_one_seed_are_bit_identical_and_another_seed_differs(tmp_path, cifar_dir):
     run = [*SMALL, "--epochs=1", "--batch_size=32", "--train_examples=192", "--eval_examples=32", "--noprogress",
            "--deterministic", f"--data_dir={cifar_dir}"]

@@ -156,6 +156,37 @@ def test_resumed_epoch_yields_exactly_the_remaining_augmented_batches(cifar_imag
     assert not np.array_equal(np.sort(a[0].numpy(), axis=None), np.sort(b[0].numpy(), axis=None))
 
 
+class _WorkerContext(_Context):
+    """Pipeline ``input_pipeline_id`` of two (two workers with one replica each)."""
+
+    num_input_pipelines = 2
+
+    def __init__(self, input_pipeline_id):
+        self.input_pipeline_id = input_pipeline_id
+
+    def get_per_replica_batch_size(self, global_batch):
+        return global_batch // 2
+
+
+def test_two_workers_split_each_global_batch_of_the_one_device_order(cifar_images):
+    images, labels = cifar_images
+    source = _array_source(images, np.arange(len(labels)))  # labels that name the image
+    augment = data.train_transform("cifar", "cifar10", 32, encoded=False)
+    batches = lambda context, start=0: list(data.train_dataset_fn(  # noqa: E731
+        source, augment, 16, steps=4, epoch=2, start_step=start, seed=1)(context))
+    single = batches(_Context())
+    for start in (0, 2):  # also when resumed mid-epoch
+        workers = [batches(_WorkerContext(i), start) for i in range(2)]
+        assert len(workers[0]) == len(workers[1]) == 4 - start
+        for step, (a, b) in enumerate(zip(*workers), start):
+            # Each worker has half of the global batch, the halves are disjoint and together they are the
+            # one-device batch, each image augmented exactly as on one device.
+            assert a[0].shape[0] == b[0].shape[0] == 8 and not set(a[1].numpy()) & set(b[1].numpy())
+            got = sorted(zip(np.concatenate([a[1], b[1]]), np.concatenate([a[0], b[0]]).reshape(16, -1).tolist()))
+            want = sorted(zip(single[step][1].numpy(), single[step][0].numpy().reshape(16, -1).tolist()))
+            assert got == want
+
+
 def test_test_batches_are_padded_with_weight_zero(cifar_images):
     images, labels = cifar_images
     source = _array_source(images[:50], labels[:50])

@@ -362,9 +362,9 @@ def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0
 
     ``batch_transform`` (e.g. ``augment.batch_mix``) maps each replica's batch ``(images, labels)``.
 
-    The order of an epoch and the augmentation of each image in it depend only on ``seed`` and ``epoch``,
-    so a run resumed mid-epoch skips exactly the batches it had trained on and then sees the same
-    batches as an uninterrupted run. Each input pipeline takes its shard of the shuffled order.
+    The order of an epoch and the recipe's augmentation of each image in it depend only on ``seed`` and
+    ``epoch``, so a run resumed mid-epoch skips exactly the batches it had trained on and then sees the
+    same batches as an uninterrupted run. Each input pipeline takes its shard of the shuffled order.
     """
 
     def dataset_fn(context):
