@@ -1,6 +1,7 @@
 """keras_preresnet: the ResNets of He et al. (2015, 2016) and their pre-activation variants in Keras 3."""
 
 from keras_preresnet.analysis.flops import count_flops
+from keras_preresnet.analysis.layer_responses import layer_responses
 from keras_preresnet.inference import fold_batchnorm
 from keras_preresnet.layers import (
     BNAfterAdditionUnit,
