@@ -61,8 +61,11 @@ flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 def configs_table():
     width = max(len(name) for name in configs.CONFIGS)
-    lines = [f"  {name:<{width}}  {config.description} [paper: {config.paper_error}]"
-             for name, config in configs.CONFIGS.items()]
+    lines = []
+    for name, config in configs.CONFIGS.items():
+        tables = configs.tables_of(name)
+        lines.append(f"  {name:<{width}}  {config.description} [paper: {config.paper_error}]"
+                     + (f" [python -m train.table --table={','.join(tables)}]" if tables else ""))
     return "Configs:\n" + "\n".join(lines) + "\n"
 
 

@@ -91,6 +91,7 @@ class Config:
     eval_resize: int = 32
     augmentation: str = CIFAR_AUGMENTATION
     paper_error: str = "-"  # the published test error (%) this experiment reproduces
+    eval_crop: str = "center"  # the test the published error uses: "center" or "ten_crop"
 
     def __hash__(self):
         return hash(self.name)
@@ -263,3 +264,85 @@ def resolve_schedule(recipe, train_examples, global_batch, *, epochs=None, steps
         boundaries=tuple(points),
         values=tuple(values),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRow:
+    """One row of a paper's table: a config, the figure panel it is drawn in, the series that picks its
+    colour (the same series has the same colour in every panel, as depth does in Fig. 6 of the ResNet
+    paper), its label, and the published error where this table states another than the config's."""
+
+    config: str
+    panel: str
+    series: str
+    label: str
+    published: str = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A table of a paper as a list of configs (run by ``python -m train.table``)."""
+
+    name: str
+    title: str
+    rows: tuple
+
+    def published(self, row):
+        return row.published if row.published is not None else CONFIGS[row.config].paper_error
+
+
+_UNIT_LABELS = {
+    "original": "original (Fig. 4a)",
+    "bn_after_addition": "BN after addition (Fig. 4b)",
+    "relu_before_addition": "ReLU before addition (Fig. 4c)",
+    "relu_only_preactivation": "ReLU-only pre-activation (Fig. 4d)",
+    "full_preactivation": "full pre-activation (Fig. 4e)",
+}
+
+
+def _unit_config(depth, unit):
+    return {"original": f"cifar10_resnet{depth}", "full_preactivation": f"cifar10_preact_resnet{depth}"}.get(
+        unit, f"cifar10_resnet{depth}_{unit}")
+
+
+def _build_tables():
+    table1 = [TableRow("cifar10_resnet110", "ResNet-110", "original", "original")] + [
+        TableRow(f"cifar10_resnet110_{suffix}", "ResNet-110", suffix, suffix) for suffix in _SHORTCUT_ABLATIONS
+    ]
+    table2 = [
+        TableRow(_unit_config(depth, unit), f"ResNet-{depth}", unit, label)
+        for depth in (110, 164) for unit, label in _UNIT_LABELS.items()
+    ]
+    table3 = []
+    for unit, panel, prefix in (("original", "baseline unit", "resnet"),
+                                ("full_preactivation", "pre-activation unit", "preact_resnet")):
+        table3.append(TableRow(f"cifar10_{prefix}110_1layer", panel, "CIFAR-10 ResNet-110 (1-layer skip)",
+                               "CIFAR-10 ResNet-110 (1-layer skip)"))
+        for dataset, depths in (("cifar10", (110, 164, 1001)), ("cifar100", (164, 1001))):
+            for depth in depths:
+                name = f"{_DATASET_NAMES[dataset]} ResNet-{depth}"
+                table3.append(TableRow(f"{dataset}_{prefix}{depth}", panel, name, name))
+    tables = [
+        Table("identity_table1", "Identity Mappings paper, Table 1: shortcut types on ResNet-110 (CIFAR-10)",
+              tuple(table1)),
+        Table("identity_table2", "Identity Mappings paper, Table 2: activation placement (CIFAR-10)",
+              tuple(table2)),
+        Table("identity_table3", "Identity Mappings paper, Table 3: original vs pre-activation units (CIFAR-10/100)",
+              tuple(table3)),
+    ]
+    return {table.name: table for table in tables}
+
+
+TABLES = _build_tables()
+
+
+def get_table(name):
+    """The table called ``name``; a ValueError lists the known tables otherwise."""
+    if name not in TABLES:
+        raise ValueError(f"Unknown table {name!r}; known tables: {', '.join(TABLES)}.")
+    return TABLES[name]
+
+
+def tables_of(config_name):
+    """The names of the tables that ``config_name`` is a row of."""
+    return [table.name for table in TABLES.values() if any(row.config == config_name for row in table.rows)]

@@ -38,19 +38,23 @@ def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=Non
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config", None, "Named config the weights belong to (see python -m train --list_configs).")
-flags.DEFINE_string("weights", None, "'imagenet' or a weights file (e.g. RUN/best.weights.h5).")
-flags.DEFINE_string("data_dir", None, "Folder of the data (as for python -m train).")
-flags.DEFINE_enum("data_source", "auto", data.SOURCES, "Kind of --data_dir; 'auto' detects it.")
-flags.DEFINE_enum("split", "test", ["train", "test"], "Split to evaluate ('test' is ImageNet's validation set).")
-flags.DEFINE_enum("crop", "center", data.EVAL_CROPS, "Single centre crop or the ten crops.")
-flags.DEFINE_integer("image_size", None, "Crop size (default: the config's, 224 on ImageNet).", lower_bound=1)
-flags.DEFINE_integer("resize", None, "Shorter side before cropping (default 256 for a 224 crop).", lower_bound=1)
-flags.DEFINE_integer("batch_size", 100, "Global batch size.", lower_bound=1)
-flags.DEFINE_integer("depth", None, "Depth the weights were trained with, if not the config's.", lower_bound=1)
-flags.DEFINE_integer("num_classes", None, "Classes of the weights' head, if not the dataset's.", lower_bound=1)
-flags.DEFINE_integer("examples", None, "Evaluate only the first N images.", lower_bound=1)
-flags.DEFINE_string("output", None, "Also write the result as JSON to this file.")
+
+
+def define_flags():
+    """The command line's flags, defined only when it runs (absl keeps one set of flags per process)."""
+    flags.DEFINE_string("config", None, "Named config the weights belong to (see python -m train --list_configs).")
+    flags.DEFINE_string("weights", None, "'imagenet' or a weights file (e.g. RUN/best.weights.h5).")
+    flags.DEFINE_string("data_dir", None, "Folder of the data (as for python -m train).")
+    flags.DEFINE_enum("data_source", "auto", data.SOURCES, "Kind of --data_dir; 'auto' detects it.")
+    flags.DEFINE_enum("split", "test", ["train", "test"], "Split to evaluate ('test' is ImageNet's validation set).")
+    flags.DEFINE_enum("crop", "center", data.EVAL_CROPS, "Single centre crop or the ten crops.")
+    flags.DEFINE_integer("image_size", None, "Crop size (default: the config's, 224 on ImageNet).", lower_bound=1)
+    flags.DEFINE_integer("resize", None, "Shorter side before cropping (default 256 for a 224 crop).", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 100, "Global batch size.", lower_bound=1)
+    flags.DEFINE_integer("depth", None, "Depth the weights were trained with, if not the config's.", lower_bound=1)
+    flags.DEFINE_integer("num_classes", None, "Classes of the weights' head, if not the dataset's.", lower_bound=1)
+    flags.DEFINE_integer("examples", None, "Evaluate only the first N images.", lower_bound=1)
+    flags.DEFINE_string("output", None, "Also write the result as JSON to this file.")
 
 
 def main(argv):
@@ -78,4 +82,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
