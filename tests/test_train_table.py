@@ -103,7 +103,8 @@ def test_only_must_name_rows_of_the_table(tmp_path):
 
 def test_a_folder_holds_one_table_at_one_budget(tmp_path):
     _write(tmp_path / "table.json", {"table": "identity_table1", "epochs": 2, "steps": None, "train_examples": None,
-                                     "eval_examples": None, "batch_size": None, "depth": None, "seed": 0})
+                                     "eval_examples": None, "validation": False, "batch_size": None, "depth": None,
+                                     "seed": 0})
     with pytest.raises(ValueError, match=r"holds a table run with other settings \(epochs 2 -> 3\)"):
         table.run_table(configs.TABLES["identity_table1"], _settings(tmp_path, epochs=3), str(tmp_path))
 

@@ -55,6 +55,8 @@ flags.DEFINE_integer("image_size", None, "Override the training crop size.", low
 flags.DEFINE_enum("augmentation", None, data.AUGMENTATIONS, "Override the config's augmentation.")
 flags.DEFINE_integer("train_examples", None, "Use only the first N training images.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", None, "Use only the first N test images.", lower_bound=1)
+flags.DEFINE_bool("validation", False, "Train on the paper's train part of the training set and test on its held-out "
+                  "validation images (CIFAR: the last 5k of 50k) instead of the test set.")
 flags.DEFINE_integer("seed", 0, "Seed of the data order and the initialisation.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 

@@ -22,6 +22,7 @@ from keras_preresnet.models import ARCHITECTURES, stage_plan
 
 CIFAR_AUGMENTATION = "cifar"
 IMAGENET_AUGMENTATION = "imagenet"
+IMAGENET_SCALE_AUGMENTATION = "imagenet_scale"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +91,10 @@ class Config:
     image_size: int = 32
     eval_resize: int = 32
     augmentation: str = CIFAR_AUGMENTATION
+    projection: str = None  # dimension matching (ResNet paper option A, B or C); None: the layout's default
     paper_error: str = "-"  # the published test error (%) this experiment reproduces
     eval_crop: str = "center"  # the test the published error uses: "center" or "ten_crop"
+    validation_fraction: float = None  # the share of the training set the paper held out for validation
 
     def __hash__(self):
         return hash(self.name)
@@ -135,8 +138,26 @@ _UNIT_ABLATIONS = {
     "relu_before_addition": ("7.84", "6.14"),
     "relu_only_preactivation": ("6.71", "5.91"),
 }
-# ResNets the paper trains with the 400-iteration warm-up.
-_WARMUP_DEPTHS = (110, 1001)
+# ResNet paper, Table 6 (CIFAR-10 test error, %; ResNet-110: best of 5 runs, mean +- std in brackets), and
+# its plain counterparts, which the paper only draws (Fig. 6, left; plain-110's error is "higher than 60%").
+_RESNET_TABLE6 = {20: "8.75", 32: "7.51", 44: "7.17", 56: "6.97", 110: "6.43 (6.61±0.16)", 1202: "7.93"}
+_PLAIN_FIG6 = {20: "-", 32: "-", 44: "-", 56: "-", 110: ">60"}
+# ResNet paper, Tables 2 and 3 (ImageNet validation top-1 error, %, 10-crop) and the tables each row is
+# in: plain nets and ResNets with shortcut option A (zero padding), B (projections where dimensions
+# change) or C (projections everywhere).
+_RESNET_IMAGENET = {
+    ("plain", 18, None): ("27.94", ("resnet_table2",)),
+    ("plain", 34, None): ("28.54", ("resnet_table2", "resnet_table3")),
+    ("original", 18, "A"): ("27.88", ("resnet_table2",)),
+    ("original", 34, "A"): ("25.03", ("resnet_table2", "resnet_table3")),
+    ("original", 34, "B"): ("24.52", ("resnet_table3",)),
+    ("original", 34, "C"): ("24.19", ("resnet_table3",)),
+}
+# The CIFAR schedule (both papers use the ResNet paper's) was chosen on a 45k/5k train/validation split.
+_CIFAR_VALIDATION_FRACTION = 0.1
+# ResNets the papers train with the 400-iteration warm-up: ResNet-110 (ResNet paper, Sec. 4.2), ResNet-1202
+# ("trained as described above", read as including that warm-up) and ResNet-1001 (Identity Mappings paper).
+_WARMUP_DEPTHS = (110, 1001, 1202)
 
 
 def _cifar_config(name, description, dataset, depth, unit, form=None, architecture=None, **kwargs):
@@ -150,6 +171,7 @@ def _cifar_config(name, description, dataset, depth, unit, form=None, architectu
         layout="cifar",
         architecture=architecture,
         recipe="cifar_paper_warmup" if depth in _WARMUP_DEPTHS else "cifar_paper",
+        validation_fraction=_CIFAR_VALIDATION_FRACTION,
         **kwargs,
     )
 
@@ -161,6 +183,17 @@ def _format_options(options):
 def _form(depth):
     """The paper's unit form for a CIFAR depth, as the library decides it (basic, or bottleneck for 9n+2 >= 164)."""
     return stage_plan(depth, "cifar")[0]
+
+
+_KIND = {"plain": "plain net", "original": "ResNet"}
+
+
+def _table6_name(unit, depth):
+    return f"cifar10_{'plain' if unit == 'plain' else 'resnet'}{depth}"
+
+
+def _imagenet_name(unit, depth, projection):
+    return f"imagenet_{'plain' if unit == 'plain' else 'resnet'}{depth}" + (f"_{projection}" if projection else "")
 
 
 def _build_configs():
@@ -195,6 +228,24 @@ def _build_configs():
         configs.append(_cifar_config(
             f"cifar10_{prefix}_1layer", f"CIFAR-10 {unit.replace('_', '-')} ResNet-110 of 1-layer units (Table 3)",
             "cifar10", 110, unit, "one_layer", paper_error=error,
+        ))
+    known = {config.name for config in configs}
+    for unit, errors in (("plain", _PLAIN_FIG6), ("original", _RESNET_TABLE6)):
+        for depth, error in errors.items():
+            if _table6_name(unit, depth) not in known:  # ResNet-110 is already a config (Tables 1-3)
+                configs.append(_cifar_config(
+                    _table6_name(unit, depth),
+                    f"CIFAR-10 {_KIND[unit]}-{depth}, option A (ResNet paper Table 6, Fig. 6)",
+                    "cifar10", depth, unit, "basic", paper_error=error,
+                ))
+    for (unit, depth, projection), (error, _) in _RESNET_IMAGENET.items():
+        configs.append(Config(
+            name=_imagenet_name(unit, depth, projection),
+            description=f"ImageNet {_KIND[unit]}-{depth}" + (f", option {projection}" if projection else "")
+                        + " (ResNet paper Tables 2-3; scale augmentation, fb.resnet.torch schedule, 10-crop test)",
+            dataset="imagenet2012", depth=depth, unit=unit, layout="imagenet", projection=projection,
+            recipe="imagenet", batch_size=256, image_size=224, eval_resize=256,
+            augmentation=IMAGENET_SCALE_AUGMENTATION, paper_error=error, eval_crop="ten_crop",
         ))
     for architecture in ("preact_resnet200", "resnet50", "preact_resnet50", "resnet152", "preact_resnet152"):
         spec = ARCHITECTURES[architecture]
@@ -322,7 +373,25 @@ def _build_tables():
             for depth in depths:
                 name = f"{_DATASET_NAMES[dataset]} ResNet-{depth}"
                 table3.append(TableRow(f"{dataset}_{prefix}{depth}", panel, name, name))
+    table6 = [
+        TableRow(_table6_name(unit, depth), panel, f"{depth} layers", f"{panel}-{depth}", published=errors[depth])
+        for unit, panel, errors in (("plain", "plain", _PLAIN_FIG6), ("original", "ResNet", _RESNET_TABLE6))
+        for depth in errors
+    ]
+    imagenet = {
+        table: tuple(
+            TableRow(_imagenet_name(unit, depth, projection), "plain" if unit == "plain" else "ResNet",
+                     f"{depth} layers", f"{'plain' if unit == 'plain' else 'ResNet'}-{depth}"
+                     + (f" {projection}" if projection else ""))
+            for (unit, depth, projection), (_, tables) in _RESNET_IMAGENET.items() if table in tables)
+        for table in ("resnet_table2", "resnet_table3")
+    }
     tables = [
+        Table("resnet_table2", "ResNet paper, Table 2 and Fig. 4: plain nets vs ResNets (option A) on ImageNet",
+              imagenet["resnet_table2"]),
+        Table("resnet_table3", "ResNet paper, Table 3: plain-34 and ResNet-34 with shortcut options A, B, C (ImageNet)",
+              imagenet["resnet_table3"]),
+        Table("resnet_table6", "ResNet paper, Table 6 and Fig. 6: plain nets and ResNets on CIFAR-10", tuple(table6)),
         Table("identity_table1", "Identity Mappings paper, Table 1: shortcut types on ResNet-110 (CIFAR-10)",
               tuple(table1)),
         Table("identity_table2", "Identity Mappings paper, Table 2: activation placement (CIFAR-10)",

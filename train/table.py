@@ -27,7 +27,7 @@ from train import configs, data, distribute, evaluate, plotting, reporting, trai
 TABLE_JSON = "table.json"
 TEN_CROP_JSON = "ten_crop.json"
 # The flags that make up a table's budget: a folder holds one table at one budget.
-BUDGET = ("epochs", "steps", "train_examples", "eval_examples", "batch_size", "depth", "seed")
+BUDGET = ("epochs", "steps", "train_examples", "eval_examples", "validation", "batch_size", "depth", "seed")
 
 
 def finished(model_dir):
@@ -201,6 +201,7 @@ def define_flags():
     flags.DEFINE_integer("steps", None, "Train each config this many steps.", lower_bound=1)
     flags.DEFINE_integer("train_examples", None, "Use only the first N training images.", lower_bound=1)
     flags.DEFINE_integer("eval_examples", None, "Use only the first N test images.", lower_bound=1)
+    flags.DEFINE_bool("validation", False, "Test on the paper's held-out validation images instead of the test set.")
     flags.DEFINE_integer("batch_size", None, "Global batch size (default: each config's).", lower_bound=1)
     flags.DEFINE_integer("depth", None, "Override every config's depth (smoke tests).", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the data order and the initialisation.")
@@ -230,6 +231,7 @@ def main(argv):
     settings = trainer.Settings(
         model_dir=None, data_dir=FLAGS.data_dir, source=FLAGS.data_source, epochs=FLAGS.epochs, steps=FLAGS.steps,
         batch_size=FLAGS.batch_size, train_examples=FLAGS.train_examples, eval_examples=FLAGS.eval_examples,
+        validation=FLAGS.validation,
         depth=FLAGS.depth, seed=FLAGS.seed, progress=FLAGS.progress,
     )
     try:
