@@ -12,6 +12,7 @@ from keras_preresnet.layers import (
     FullPreActivationUnit,
     IdentityShortcut,
     OriginalUnit,
+    PlainUnit,
     ReLUBeforeAdditionUnit,
     ReLUOnlyPreActivationUnit,
     ResidualUnit,
@@ -21,6 +22,13 @@ from keras_preresnet.layers import (
 from keras_preresnet.preprocessing import decode_predictions, imagenet_classes, preprocess_input
 from keras_preresnet.models import (
     ARCHITECTURES,
+    PlainNet18,
+    PlainNet20,
+    PlainNet32,
+    PlainNet34,
+    PlainNet44,
+    PlainNet56,
+    PlainNet110,
     PreActResNet18,
     PreActResNet34,
     PreActResNet50,

@@ -255,7 +255,8 @@ class ResidualUnit(keras.layers.Layer):
 
     Subclasses fix the order of BN, ReLU and convolution (Fig. 4) with two pieces of data:
     ``per_conv`` is the op sequence around each convolution of F and ``trim`` how many ops the last
-    convolution drops; ``after_addition`` is f. Pre-activation units (whose F starts before its first
+    convolution drops; ``after_addition`` is f (the plain unit, ``has_shortcut = False``, has no h(x) and
+    computes ``f(F(x))``). Pre-activation units (whose F starts before its first
     convolution) can share that pre-activation with the shortcut (``shortcut_from='preactivated'``).
 
     Args:
@@ -278,6 +279,7 @@ class ResidualUnit(keras.layers.Layer):
     per_conv = ()
     trim = 0
     after_addition = ()
+    has_shortcut = True
 
     def __init__(
         self,
@@ -354,7 +356,6 @@ class ResidualUnit(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        in_channels = input_shape[-1]
         specs = iter(self.conv_specs())
         shape = tuple(input_shape)
         self.branch_ops_ = tuple(self.branch_ops(folded=self.fold_batchnorm))
@@ -384,11 +385,17 @@ class ResidualUnit(keras.layers.Layer):
             layer = batch_norm(f"{self.name}_out_bn", dtype=self.dtype_policy)
             layer.build(shape)
             self.after_layers.append(layer)
+        self.projection_conv = self.projection_norm = self.combine = None
+        self.zero_pad_channels = 0
+        if self.has_shortcut:
+            self._build_shortcut(tuple(input_shape), shape)
+        self.built = True
 
+    def _build_shortcut(self, input_shape, residual_shape):
+        """Creates the dimension matching of h(x) (option A, B or C) and the Fig. 2 shortcut layer."""
+        in_channels = input_shape[-1]
         shortcut_cls = SHORTCUTS[self.shortcut_type]
         changes = self.strides != 1 or in_channels != self.output_filters
-        self.projection_conv = self.projection_norm = None
-        self.zero_pad_channels = 0
         if not shortcut_cls.projects and (self.projection == "C" or (changes and self.projection == "B")):
             fold = self.projection_bn and self.fold_batchnorm
             self.projection_conv = self._conv(
@@ -409,8 +416,7 @@ class ResidualUnit(keras.layers.Layer):
             filters=self.output_filters, strides=self.strides, name=f"{self.name}_shortcut",
             dtype=self.dtype_policy, **self.shortcut_options,
         )
-        self.combine.build(input_shape if shortcut_cls.projects else shape)
-        self.built = True
+        self.combine.build(input_shape if shortcut_cls.projects else residual_shape)
 
     # -- forward ----------------------------------------------------------------------------------
 
@@ -446,9 +452,10 @@ class ResidualUnit(keras.layers.Layer):
         n = self.n_preactivation
         x = self._apply(self.branch_ops_[:n], layers, inputs, training)
         shortcut_input = x if self.shortcut_from == "preactivated" else inputs
-        residual = self._apply(self.branch_ops_[n:], layers, x, training)
-        shortcut = self._match_dimensions(shortcut_input, training)
-        y = self.combine(shortcut, residual, training=training)
+        y = self._apply(self.branch_ops_[n:], layers, x, training)
+        if self.has_shortcut:
+            shortcut = self._match_dimensions(shortcut_input, training)
+            y = self.combine(shortcut, y, training=training)
         return self._apply(self.after_addition, iter(self.after_layers), y, training)
 
     def compute_output_shape(self, input_shape):
@@ -516,7 +523,20 @@ class FullPreActivationUnit(ResidualUnit):
     per_conv = ("bn", "relu", "conv")
 
 
+@_register
+class PlainUnit(ResidualUnit):
+    """The ResNet paper's plain counterpart of the original unit (its Fig. 3, middle): the same layers,
+    ``x_next = ReLU(F(x))`` with F = conv-BN-ReLU-conv-BN and no shortcut at all, so no projection and
+    the parameters of a ResNet with option A shortcuts."""
+
+    per_conv = ("conv", "bn", "relu")
+    trim = 1
+    after_addition = ("relu",)
+    has_shortcut = False
+
+
 UNITS = {
+    "plain": PlainUnit,
     "original": OriginalUnit,
     "bn_after_addition": BNAfterAdditionUnit,
     "relu_before_addition": ReLUBeforeAdditionUnit,

@@ -40,6 +40,7 @@ CONVS_PER_UNIT = {"basic": 2, "bottleneck": 3, "one_layer": 1}
 # What the network needs around its units for each order (Fig. 4): the CIFAR stem after its conv,
 # and the head before pooling. Pre-activation nets end with the activation their last unit skipped.
 STEM_TAIL = {
+    "plain": ("bn", "relu"),
     "original": ("bn", "relu"),
     "bn_after_addition": ("bn", "relu"),
     "relu_before_addition": ("bn", "relu"),
@@ -47,6 +48,7 @@ STEM_TAIL = {
     "full_preactivation": (),
 }
 HEAD = {
+    "plain": (),
     "original": (),
     "bn_after_addition": (),
     "relu_before_addition": (),
@@ -66,6 +68,12 @@ ARCHITECTURES = {
     "resnet164": dict(depth=164, unit="original", layout=CIFAR, paper_error="5.93"),
     "resnet1001": dict(depth=1001, unit="original", layout=CIFAR, paper_error="7.61"),
     "resnet1202": dict(depth=1202, unit="original", layout=CIFAR, paper_error="7.93"),
+    # The ResNet paper's plain nets: its Table 6 nets without shortcuts (errors only drawn, in Fig. 6).
+    "plain20": dict(depth=20, unit="plain", layout=CIFAR, paper_error="-"),
+    "plain32": dict(depth=32, unit="plain", layout=CIFAR, paper_error="-"),
+    "plain44": dict(depth=44, unit="plain", layout=CIFAR, paper_error="-"),
+    "plain56": dict(depth=56, unit="plain", layout=CIFAR, paper_error="-"),
+    "plain110": dict(depth=110, unit="plain", layout=CIFAR, paper_error=">60"),
     "preact_resnet110": dict(depth=110, unit="full_preactivation", layout=CIFAR, paper_error="6.37"),
     "preact_resnet164": dict(depth=164, unit="full_preactivation", layout=CIFAR, paper_error="5.46"),
     "preact_resnet1001": dict(depth=1001, unit="full_preactivation", layout=CIFAR, paper_error="4.92"),
@@ -75,6 +83,8 @@ ARCHITECTURES = {
     "resnet101": dict(depth=101, unit="original", layout=IMAGENET, paper_error="19.87"),
     "resnet152": dict(depth=152, unit="original", layout=IMAGENET, paper_error="19.38"),
     "resnet200": dict(depth=200, unit="original", layout=IMAGENET, paper_error="21.8"),
+    "plain18": dict(depth=18, unit="plain", layout=IMAGENET, paper_error="27.94"),
+    "plain34": dict(depth=34, unit="plain", layout=IMAGENET, paper_error="28.54"),
     "preact_resnet18": dict(depth=18, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
     "preact_resnet34": dict(depth=34, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
     "preact_resnet50": dict(depth=50, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
@@ -229,7 +239,7 @@ def build_resnet(
     Args:
         depth: number of weighted layers: 6n+2 (basic), 9n+2 (bottleneck) or 3n+2 (1-layer) on
             CIFAR; 18, 34, 50, 101, 152 or 200 on ImageNet.
-        unit: ``'original'``, ``'bn_after_addition'``, ``'relu_before_addition'``,
+        unit: ``'plain'`` (no shortcut), ``'original'``, ``'bn_after_addition'``, ``'relu_before_addition'``,
             ``'relu_only_preactivation'`` or ``'full_preactivation'``.
         shortcut: ``'identity'``, ``'constant_scaling'``, ``'exclusive_gating'``,
             ``'shortcut_only_gating'``, ``'conv1x1'`` or ``'dropout'``; ``shortcut_options`` holds its
@@ -250,6 +260,12 @@ def build_resnet(
     units.check_choice("unit", unit, units.UNITS)
     units.check_choice("shortcut", shortcut, units.SHORTCUTS)
     units.check_choice("layout", layout, LAYOUTS)
+    if not units.UNITS[unit].has_shortcut and (shortcut != "identity" or shortcut_options or projection):
+        raise ValueError(
+            f"A {unit} net has no shortcuts: leave `shortcut`, `shortcut_options` and `projection` at their "
+            f"defaults; received shortcut={shortcut!r}, shortcut_options={shortcut_options!r}, "
+            f"projection={projection!r}."
+        )
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
     form, depth_blocks = stage_plan(depth, layout, form)
@@ -328,9 +344,9 @@ def build_resnet(
 
 
 def _default_name(unit, depth, layout):
-    prefix = {"original": "", "full_preactivation": "preact_"}.get(unit, f"{unit}_")
+    stem = {"original": "resnet", "full_preactivation": "preact_resnet", "plain": "plain"}.get(unit, f"{unit}_resnet")
     suffix = "" if layout == CIFAR or depth in IMAGENET_BLOCKS else f"_{layout}"
-    return f"{prefix}resnet{depth}{suffix}"
+    return f"{stem}{depth}{suffix}"
 
 
 def build_named(
@@ -385,10 +401,10 @@ def _named(architecture, public_name):
             classifier_activation, name, **kwargs,
         )
 
-    kind = "pre-activation" if spec["unit"] == "full_preactivation" else "original"
+    kind = {"full_preactivation": "pre-activation ResNet", "plain": "plain net"}.get(spec["unit"], "original ResNet")
     builder.__name__ = builder.__qualname__ = public_name
     builder.__doc__ = (
-        f"{spec['layout'].capitalize()} {kind} ResNet-{spec['depth']} (keras.applications signature; "
+        f"{spec['layout'].capitalize()} {kind}-{spec['depth']} (keras.applications signature; "
         f"default input {LAYOUTS[spec['layout']]['default_size']}x{LAYOUTS[spec['layout']]['default_size']}, "
         f"classes={LAYOUTS[spec['layout']]['classes']})."
     )
@@ -396,8 +412,8 @@ def _named(architecture, public_name):
 
 
 def public_name(architecture):
-    """``'preact_resnet200'`` -> ``'PreActResNet200'``."""
-    return architecture.replace("preact_resnet", "PreActResNet").replace("resnet", "ResNet")
+    """``'preact_resnet200'`` -> ``'PreActResNet200'``, ``'plain20'`` -> ``'PlainNet20'``."""
+    return architecture.replace("preact_resnet", "PreActResNet").replace("resnet", "ResNet").replace("plain", "PlainNet")
 
 
 ResNet20 = _named("resnet20", "ResNet20")
@@ -417,6 +433,13 @@ ResNet50 = _named("resnet50", "ResNet50")
 ResNet101 = _named("resnet101", "ResNet101")
 ResNet152 = _named("resnet152", "ResNet152")
 ResNet200 = _named("resnet200", "ResNet200")
+PlainNet20 = _named("plain20", "PlainNet20")
+PlainNet32 = _named("plain32", "PlainNet32")
+PlainNet44 = _named("plain44", "PlainNet44")
+PlainNet56 = _named("plain56", "PlainNet56")
+PlainNet110 = _named("plain110", "PlainNet110")
+PlainNet18 = _named("plain18", "PlainNet18")
+PlainNet34 = _named("plain34", "PlainNet34")
 PreActResNet18 = _named("preact_resnet18", "PreActResNet18")
 PreActResNet34 = _named("preact_resnet34", "PreActResNet34")
 PreActResNet50 = _named("preact_resnet50", "PreActResNet50")
