@@ -185,7 +185,7 @@ def _form(depth):
     return stage_plan(depth, "cifar")[0]
 
 
-_KIND = {"plain": "plain net", "original": "ResNet"}
+_KIND = {"plain": "plain", "original": "ResNet"}
 
 
 def _table6_name(unit, depth):
