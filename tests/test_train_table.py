@@ -37,9 +37,10 @@ def test_markdown_sets_measured_errors_beside_the_published_ones():
     paper_table = configs.TABLES["identity_table2"]
     results = {"cifar10_resnet110": _result([80.0, 61.25], [75.0, 58.5]),
                "cifar10_preact_resnet164": _result([70.0], [66.0])}
-    text = table.markdown(paper_table, results, {"table": "identity_table2", "epochs": 2, "steps": None})
+    text = table.markdown(paper_table, results, {"table": "identity_table2", "epochs": 2, "steps": None,
+                                                 "validation": True, "depth": None})
     lines = text.splitlines()
-    assert "`python -m train.table --table=identity_table2 --epochs=2`" in lines
+    assert "`python -m train.table --table=identity_table2 --epochs=2 --validation`" in lines
     assert "| ResNet-110: original (Fig. 4a) | `cifar10_resnet110` | 61.25 | 58.50 | 6.61 |" in lines
     assert "| ResNet-164: full pre-activation (Fig. 4e) | `cifar10_preact_resnet164` | 70.00 | 66.00 | 5.46 |" in lines
     assert "| ResNet-110: BN after addition (Fig. 4b) | `cifar10_resnet110_bn_after_addition` | not run | not run | 8.17 |" \
