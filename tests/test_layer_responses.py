@@ -8,6 +8,7 @@ import pytest
 
 import keras_preresnet as kp
 from keras_preresnet import defaults
+from keras_preresnet import plot_layer_responses
 from keras_preresnet.analysis import layer_responses as lr
 from keras_preresnet.datasets import load_cifar
 
@@ -129,17 +130,18 @@ def test_command_draws_fig7_for_several_models(tmp_path, cifar_dir):
     weights = tmp_path / "r20.weights.h5"
     kp.ResNet20().save_weights(weights)
     output, numbers = tmp_path / "fig7.png", tmp_path / "fig7.json"
-    code = lr.main([f"--model=resnet20={weights}", "--model=PreActResNet110", f"--cifar_dir={cifar_dir}",
+    code = plot_layer_responses.main([f"--model=resnet20={weights}", "--model=PreActResNet110", f"--cifar_dir={cifar_dir}",
                     "--images=8", f"--output={output}", f"--json={numbers}"])
     assert code == 0
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     measured = json.loads(numbers.read_text())
-    assert list(measured) == ["ResNet20 (r20.weights.h5)", "PreActResNet110 (untrained)"]
-    assert len(measured["ResNet20 (r20.weights.h5)"]) == 19 and len(measured["PreActResNet110 (untrained)"]) == 109
+    label = f"ResNet20 ({tmp_path.name}/r20.weights.h5)"
+    assert list(measured) == [label, "PreActResNet110 (untrained)"]
+    assert len(measured[label]) == 19 and len(measured["PreActResNet110 (untrained)"]) == 109
 
 
 def test_command_names_a_bad_model_and_writes_nothing(tmp_path, cifar_dir, capsys):
     output = tmp_path / "fig7.png"
-    assert lr.main(["--model=resnet21", f"--cifar_dir={cifar_dir}", f"--output={output}"]) == 1
+    assert plot_layer_responses.main(["--model=resnet21", f"--cifar_dir={cifar_dir}", f"--output={output}"]) == 1
     assert "Unknown model 'resnet21'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

@@ -146,7 +146,7 @@ def markdown(table, results, budget=None):
     """The table as markdown: the measured final training and test errors beside the published test error.
     ``budget`` is the table's table.json (the flags it ran with)."""
     flags_used = " ".join(f"--{k}" if v is True else f"--{k}={v}" for k, v in (budget or {}).items()
-                          if k != "table" and v not in (None, False))
+                          if k != "table" and v is not None and v is not False)
     lines = [
         f"## {table.title}",
         "",
