@@ -2,7 +2,8 @@
 
 The preprocessing follows the model's layout (``ARCHITECTURES[key]['layout']``): ImageNet nets get the
 released ResNet-200's evaluation transform (``keras_preresnet.preprocessing.preprocess_input``), CIFAR
-nets the per-channel normalisation of their training set on the 0-255 scale (SPEC §2).
+nets the per-channel normalisation of their training set on the 0-255 scale
+(``keras_preresnet.datasets.DATASETS``).
 """
 
 import dataclasses
@@ -12,17 +13,11 @@ import keras
 import tensorflow as tf
 
 import keras_preresnet
-from keras_preresnet import defaults, models, preprocessing
-from keras_preresnet.datasets import CIFAR10_CLASSES
+from keras_preresnet import models, preprocessing
+from keras_preresnet.datasets import DATASETS
+from keras_preresnet.models import resolve_architecture
 
 PREPROCESSING = ("imagenet", "cifar10", "cifar100")
-_CIFAR_STATS = {
-    "cifar10": (defaults.CIFAR10_MEAN, defaults.CIFAR10_STD),
-    "cifar100": (defaults.CIFAR100_MEAN, defaults.CIFAR100_STD),
-}
-# ImageNet evaluation: the shorter side is resized to 256 for a 224 crop (SPEC §3); other crop sizes
-# keep that ratio.
-_IMAGENET_RESIZE_RATIO = 256 / 224
 
 
 @dataclasses.dataclass
@@ -75,24 +70,14 @@ class Servable:
         """
         size = self.image_size
         if self.preprocessing == "imagenet":
-            resize = round(size * _IMAGENET_RESIZE_RATIO)
+            # Other crop sizes keep the evaluation's resize / crop ratio.
+            resize = DATASETS["imagenet2012"].eval_resize_for(size)
             return preprocessing.preprocess_input(image, image_size=size, resize_size=resize)
-        mean, std = _CIFAR_STATS[self.preprocessing]
+        mean, std = DATASETS[self.preprocessing].mean, DATASETS[self.preprocessing].std
         x = tf.cast(image, tf.float32)
         x = tf.image.resize(x, (size, size), method="bilinear", antialias=True)
         x = tf.ensure_shape(x, [size, size, 3])
         return (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
-
-
-def resolve_architecture(model_name):
-    """``'PreActResNet200'`` or ``'preact_resnet200'`` -> ``'preact_resnet200'`` (a key of ARCHITECTURES)."""
-    by_name = {key.lower(): key for key in models.ARCHITECTURES}
-    by_name.update({models.public_name(key).lower(): key for key in models.ARCHITECTURES})
-    key = by_name.get(str(model_name).lower())
-    if key is None:
-        known = ", ".join(models.public_name(key) for key in models.ARCHITECTURES)
-        raise ValueError(f"Unknown model {model_name!r}; known models: {known}.")
-    return key
 
 
 def read_labels(path):
@@ -117,9 +102,8 @@ def default_labels(preprocessing_name, classes):
     """The dataset's own class names where the class count matches it, else None."""
     if preprocessing_name == "imagenet" and classes == preprocessing.NUM_CLASSES:
         return tuple(name for _, name in preprocessing.imagenet_classes())
-    if preprocessing_name == "cifar10" and classes == len(CIFAR10_CLASSES):
-        return CIFAR10_CLASSES
-    return None
+    labels = DATASETS[preprocessing_name].labels if preprocessing_name in DATASETS else None
+    return labels if labels is not None and classes == len(labels) else None
 
 
 def build(model_name, weights=None, labels=None, preprocessing_name=None, name=None):

@@ -4,7 +4,7 @@ Every variant takes the preprocessed float input ``[batch, size, size, 3]`` (bat
 returns class probabilities, except ``int8``, which is integer end to end: its input and output are
 int8 tensors with the scale and zero point stored in the model (``LiteRTModel`` applies them).
 Conversion starts from the probabilities-only SavedModel of ``export.saved_model``, whose module tracks
-the model's variables (without that, TFLite outputs are all NaN, SPEC §5).
+the model's variables (without that, TFLite outputs are all NaN, docs/export.md).
 """
 
 import numpy as np

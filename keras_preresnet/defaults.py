@@ -1,4 +1,4 @@
-"""Numbers decided once for the whole package (SPEC §2-§3)."""
+"""Numbers decided once for the whole package (BatchNorm as fb.resnet.torch, the datasets' normalisation; docs/training.md)."""
 
 import keras
 

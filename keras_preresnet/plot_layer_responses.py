@@ -22,23 +22,14 @@ def _short(path):
         if path != "imagenet" else path
 
 
-def _resolve(name):
-    from keras_preresnet import models
-
-    for key in models.ARCHITECTURES:
-        if name in (key, models.public_name(key)):
-            return key
-    raise ValueError(f"Unknown model {name!r}; known: {', '.join(sorted(models.ARCHITECTURES))}.")
-
-
 def _images_for(layout, cifar_dir, count):
-    from keras_preresnet import datasets, defaults, preprocessing
+    from keras_preresnet import datasets, preprocessing
 
     raw, _ = datasets.load_cifar(cifar_dir, "cifar10", "test")
     raw = raw[:count]
     if layout == "cifar":
-        return ((raw.astype("float32") - np.array(defaults.CIFAR10_MEAN)) / np.array(defaults.CIFAR10_STD)).astype(
-            "float32")
+        cifar10 = datasets.DATASETS["cifar10"]
+        return ((raw.astype("float32") - np.array(cifar10.mean)) / np.array(cifar10.std)).astype("float32")
     return preprocessing.preprocess_input(raw)
 
 
@@ -69,7 +60,7 @@ def main(argv=None):
         results = {}
         for spec in args.model:
             name, _, weights = spec.partition("=")
-            key = _resolve(name)
+            key = models.resolve_architecture(name)
             layout = models.ARCHITECTURES[key]["layout"]
             model = models.build_named(key, weights=weights or None, classes=args.classes)
             label = models.public_name(key) + (f" ({_short(weights)})" if weights else " (untrained)")

@@ -1,9 +1,9 @@
-"""Input preprocessing and prediction decoding of the released ImageNet ResNet-200 (SPEC §3).
+"""Input preprocessing and prediction decoding of the released ImageNet ResNet-200 (docs/pretrained.md).
 
-fb.resnet.torch evaluates its checkpoints on RGB images scaled to [0, 1]: the shorter side is resized to
-256 with bicubic interpolation, the centre 224x224 is cropped, and every channel is normalised with
-``defaults.IMAGENET_MEAN`` / ``defaults.IMAGENET_STD``. Classes are the 1000 WordNet ids in sorted
-order; the index ships with the package (``data/imagenet_class_index.json``).
+fb.resnet.torch evaluates its checkpoints on RGB images scaled to [0, 1]: the shorter side is resized
+with bicubic interpolation, the centre is cropped, and every channel is normalised; the sizes, mean and
+std are those of the checkpoint's record, ``weights.PRETRAINED['preact_resnet200']``. Classes are the
+1000 WordNet ids in sorted order; the index ships with the package (``data/imagenet_class_index.json``).
 """
 
 import functools
@@ -12,10 +12,12 @@ import os
 
 import numpy as np
 
-from keras_preresnet import defaults
+from keras_preresnet.datasets import DATASETS
+from keras_preresnet.pretrained.weights import DEFAULT_ARCHITECTURE, PRETRAINED
 
 CLASS_INDEX_PATH = os.path.join(os.path.dirname(__file__), "data", "imagenet_class_index.json")
-NUM_CLASSES = 1000
+NUM_CLASSES = DATASETS["imagenet2012"].classes
+_RELEASED = PRETRAINED[DEFAULT_ARCHITECTURE]
 
 
 @functools.lru_cache(maxsize=None)
@@ -92,7 +94,7 @@ def _torch_bicubic_resize(images, new_h, new_w):
     return tf.einsum("nhpc,oh->nopc", x, rows)
 
 
-def preprocess_input(images, image_size=224, resize_size=256):
+def preprocess_input(images, image_size=_RELEASED.image_size, resize_size=_RELEASED.resize_size):
     """Prepares RGB images for the pretrained ResNet-200 exactly as its evaluation code did.
 
     Args:
@@ -152,8 +154,8 @@ def preprocess_input(images, image_size=224, resize_size=256):
             x = x[:, top: top + image_size, left: left + image_size, :]
             x = tf.ensure_shape(x, [None, image_size, image_size, 3])
 
-    mean = tf.constant(defaults.IMAGENET_MEAN, tf.float32)
-    std = tf.constant(defaults.IMAGENET_STD, tf.float32)
+    mean = tf.constant(_RELEASED.mean, tf.float32)
+    std = tf.constant(_RELEASED.std, tf.float32)
     x = (x / 255.0 - mean) / std
     if single:
         x = x[0]

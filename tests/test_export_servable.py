@@ -10,7 +10,7 @@ import export_testing
 import keras_preresnet
 from export import servable as servable_lib
 from keras_preresnet import defaults, preprocessing
-from keras_preresnet.datasets import load_cifar
+from keras_preresnet.datasets import CIFAR10_CLASSES, load_cifar
 
 
 def test_resolve_architecture_accepts_public_names_and_keys():
@@ -27,14 +27,14 @@ def test_unknown_model_name_is_a_clear_error():
 def test_cifar10_labels_are_the_datasets_label_names(cifar_dir):
     with open(cifar_dir / "cifar-10-batches-py" / "batches.meta", "rb") as f:
         meta = pickle.load(f, encoding="latin1")
-    assert servable_lib.CIFAR10_CLASSES == tuple(meta["label_names"])
+    assert CIFAR10_CLASSES == tuple(meta["label_names"])
 
 
 def test_build_uses_layout_preprocessing_and_dataset_labels():
     servable = servable_lib.build("ResNet20")
     assert servable.name == "ResNet20"
     assert servable.preprocessing == "cifar10"
-    assert servable.labels == servable_lib.CIFAR10_CLASSES
+    assert servable.labels == CIFAR10_CLASSES
     assert servable.image_size == 32
 
 
@@ -82,7 +82,7 @@ def test_cifar_preprocessing_resizes_other_sizes_to_the_model_input():
 
 def test_imagenet_preprocessing_is_the_packages_preprocess_input():
     servable = servable_lib.Servable(
-        keras_preresnet.build_resnet(18, layout="imagenet", input_shape=(64, 64, 3), blocks=(1, 1, 1, 1)),
+        keras_preresnet.build_resnet(18, layout="imagenet", input_shape=(64, 64, 3), units_per_stage=(1, 1, 1, 1)),
         "small", [name for _, name in preprocessing.imagenet_classes()], "imagenet",
     )
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)

@@ -1,4 +1,4 @@
-"""preprocess_input / decode_predictions: the evaluation transforms of fb.resnet.torch (SPEC §3)."""
+"""preprocess_input / decode_predictions: the evaluation transforms of fb.resnet.torch (docs/pretrained.md)."""
 
 import numpy as np
 import pytest

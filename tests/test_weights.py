@@ -31,7 +31,7 @@ def no_network(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def small_resnet200(monkeypatch, tmp_path):
-    monkeypatch.setitem(models.IMAGENET_BLOCKS, 200, ("bottleneck", BLOCKS))
+    monkeypatch.setitem(models.IMAGENET_UNITS, 200, ("bottleneck", BLOCKS))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.delenv(weights.URL_ENV, raising=False)
 
@@ -59,10 +59,10 @@ def test_imagenet_downloads_converts_caches_and_matches_reference(monkeypatch, c
     model = models.PreActResNet200(weights="imagenet", classifier_activation=None)
     np.testing.assert_allclose(logits(model, images), reference, atol=1e-4)
     cached = sorted(os.listdir(weights.cache_dir()))
-    assert cached == sorted([ENTRY["keras_file"], ENTRY["torch_file"]])
+    assert cached == sorted([ENTRY.keras_file, ENTRY.torch_file])
 
     # Later calls use the converted file alone.
-    os.remove(os.path.join(weights.cache_dir(), ENTRY["torch_file"]))
+    os.remove(os.path.join(weights.cache_dir(), ENTRY.torch_file))
     offline(monkeypatch)
     again = models.PreActResNet200(weights="imagenet", classifier_activation=None)
     np.testing.assert_allclose(logits(again, images), reference, atol=1e-4)
@@ -73,15 +73,15 @@ def test_offline_error_names_the_url_and_both_ways_out(monkeypatch):
     with pytest.raises(weights.WeightsUnavailableError) as info:
         models.PreActResNet200(weights="imagenet")
     message = str(info.value)
-    assert ENTRY["url"] in message
+    assert ENTRY.url in message
     assert weights.cache_dir() in message and "weights=<path" in message
-    assert not os.path.exists(os.path.join(weights.cache_dir(), ENTRY["keras_file"]))
+    assert not os.path.exists(os.path.join(weights.cache_dir(), ENTRY.keras_file))
 
 
 def test_checkpoint_put_into_the_cache_by_hand_is_used(monkeypatch, checkpoint, images):
     path, reference = checkpoint
     os.makedirs(weights.cache_dir())
-    os.symlink(path, os.path.join(weights.cache_dir(), ENTRY["torch_file"]))
+    os.symlink(path, os.path.join(weights.cache_dir(), ENTRY.torch_file))
     offline(monkeypatch)
     model = models.PreActResNet200(weights="imagenet", classifier_activation=None)
     np.testing.assert_allclose(logits(model, images), reference, atol=1e-4)
@@ -90,18 +90,18 @@ def test_checkpoint_put_into_the_cache_by_hand_is_used(monkeypatch, checkpoint, 
 def test_mirror_url_argument(checkpoint):
     path, _ = checkpoint
     cached = weights.torch_checkpoint("preact_resnet200", url="file://" + path)
-    assert cached == os.path.join(weights.cache_dir(), ENTRY["torch_file"])
+    assert cached == os.path.join(weights.cache_dir(), ENTRY.torch_file)
     assert open(cached, "rb").read() == open(path, "rb").read()
 
 
 def test_corrupt_cached_checkpoint_is_reported_and_nothing_is_cached(monkeypatch, checkpoint):
     os.makedirs(weights.cache_dir())
-    broken = os.path.join(weights.cache_dir(), ENTRY["torch_file"])
+    broken = os.path.join(weights.cache_dir(), ENTRY.torch_file)
     with open(broken, "wb") as f:
         f.write(open(checkpoint[0], "rb").read()[:100_000])
     with pytest.raises(ValueError, match=r"resnet-200.t7 could not be converted.*truncated.*Delete it"):
         models.PreActResNet200(weights="imagenet")
-    assert os.listdir(weights.cache_dir()) == [ENTRY["torch_file"]]
+    assert os.listdir(weights.cache_dir()) == [ENTRY.torch_file]
 
 
 def test_headless_pooled_model_at_320_takes_the_pretrained_features(monkeypatch, checkpoint, images):
@@ -129,11 +129,11 @@ def test_weights_path_accepts_t7_and_keras_files(tmp_path, checkpoint, images, k
 
 def test_keras_file_of_another_architecture_is_refused(tmp_path):
     path = str(tmp_path / "other.weights.h5")
-    models.build_resnet(200, layout="imagenet", blocks=(1, 1, 1, 1)).save_weights(path)
+    models.build_resnet(200, layout="imagenet", units_per_stage=(1, 1, 1, 1)).save_weights(path)
     with pytest.raises(ValueError, match="Could not load the weights file"):
         models.PreActResNet200(weights=path)
 
 
 def test_unknown_architecture_has_no_imagenet_weights():
     with pytest.raises(ValueError, match="preact_resnet200"):
-        weights.pretrained_weights("preact_resnet50")
+        weights.torch_checkpoint("preact_resnet50")

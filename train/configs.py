@@ -1,4 +1,4 @@
-"""The paper's experiments as named configs: a model, a dataset and a recipe each (SPEC §2-§3).
+"""The paper's experiments as named configs: a model, a dataset and a recipe each (docs/training.md).
 
 A ``Recipe`` is the optimiser and learning-rate schedule as a paper or its public code states it: in
 iterations at the reference batch size (the paper's CIFAR appendix: lr 0.1, /10 at 32k and 48k, stop at
@@ -18,7 +18,8 @@ import bisect
 import dataclasses
 import math
 
-from keras_preresnet.models import ARCHITECTURES, stage_plan
+from keras_preresnet.datasets import DATASETS
+from keras_preresnet.models import ARCHITECTURES, PAPER_ERRORS, stage_plan
 
 CIFAR_AUGMENTATION = "cifar"
 IMAGENET_AUGMENTATION = "imagenet"
@@ -83,13 +84,11 @@ class Config:
     unit: str
     layout: str
     recipe: str
-    architecture: str = None  # key of keras_preresnet.models.ARCHITECTURES when it is a named net
     form: str = None
     shortcut: str = "identity"
     shortcut_options: dict = None
     batch_size: int = 128
-    image_size: int = 32
-    eval_resize: int = 32
+    image_size: int = DATASETS["cifar10"].image_size
     augmentation: str = CIFAR_AUGMENTATION
     projection: str = None  # dimension matching (ResNet paper option A, B or C); None: the layout's default
     paper_error: str = "-"  # the published test error (%) this experiment reproduces
@@ -100,22 +99,8 @@ class Config:
         return hash(self.name)
 
 
-DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet2012": 1000}
 _DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
-# Published CIFAR-10/100 test errors (%) of the main comparisons (Table 3; ResNet-110 from Table 2).
-_PAPER_ERRORS = {
-    ("cifar10", "resnet110"): "6.61",
-    ("cifar10", "preact_resnet110"): "6.37",
-    ("cifar10", "resnet164"): "5.93",
-    ("cifar10", "preact_resnet164"): "5.46",
-    ("cifar10", "resnet1001"): "7.61",
-    ("cifar10", "preact_resnet1001"): "4.92",
-    ("cifar100", "resnet164"): "25.16",
-    ("cifar100", "preact_resnet164"): "24.33",
-    ("cifar100", "resnet1001"): "27.82",
-    ("cifar100", "preact_resnet1001"): "22.71",
-}
 # Table 1 (ResNet-110, original unit): shortcut types and their options, with the published errors.
 _SHORTCUT_ABLATIONS = {
     "constant_scaling_0.5": ("constant_scaling", {"shortcut_scale": 0.5, "residual_scale": 0.5}, "12.35"),
@@ -138,21 +123,23 @@ _UNIT_ABLATIONS = {
     "relu_before_addition": ("7.84", "6.14"),
     "relu_only_preactivation": ("6.71", "5.91"),
 }
-# ResNet paper, Table 6 (CIFAR-10 test error, %; ResNet-110: best of 5 runs, mean +- std in brackets), and
-# its plain counterparts, which the paper only draws (Fig. 6, left; plain-110's error is "higher than 60%").
-_RESNET_TABLE6 = {20: "8.75", 32: "7.51", 44: "7.17", 56: "6.97", 110: "6.43 (6.61±0.16)", 1202: "7.93"}
-_PLAIN_FIG6 = {20: "-", 32: "-", 44: "-", 56: "-", 110: ">60"}
-# ResNet paper, Tables 2 and 3 (ImageNet validation top-1 error, %, 10-crop) and the tables each row is
-# in: plain nets and ResNets with shortcut option A (zero padding), B (projections where dimensions
-# change) or C (projections everywhere).
+# ResNet paper, Table 6 and Fig. 6: the CIFAR-10 depths of its plain nets and ResNets (their errors are in
+# models.PAPER_ERRORS). Its ResNet-110 row is the best of 5 runs (mean +- std), where the Identity Mappings
+# paper's 6.61 is the median.
+_TABLE6_DEPTHS = {"plain": (20, 32, 44, 56, 110), "original": (20, 32, 44, 56, 110, 1202)}
+_TABLE6_RESNET110 = "6.43 (6.61±0.16)"
+# ResNet paper, Tables 2 and 3 (ImageNet top-1, 10-crop): plain nets and ResNets by (unit, depth, shortcut
+# option: A zero padding, B projections where dimensions change, C projections everywhere), with the
+# tables each is a row of. ResNet-34 A/B/C appear only there; the others' errors are in models.PAPER_ERRORS.
 _RESNET_IMAGENET = {
-    ("plain", 18, None): ("27.94", ("resnet_table2",)),
-    ("plain", 34, None): ("28.54", ("resnet_table2", "resnet_table3")),
-    ("original", 18, "A"): ("27.88", ("resnet_table2",)),
-    ("original", 34, "A"): ("25.03", ("resnet_table2", "resnet_table3")),
-    ("original", 34, "B"): ("24.52", ("resnet_table3",)),
-    ("original", 34, "C"): ("24.19", ("resnet_table3",)),
+    ("plain", 18, None): ("resnet_table2",),
+    ("plain", 34, None): ("resnet_table2", "resnet_table3"),
+    ("original", 18, "A"): ("resnet_table2",),
+    ("original", 34, "A"): ("resnet_table2", "resnet_table3"),
+    ("original", 34, "B"): ("resnet_table3",),
+    ("original", 34, "C"): ("resnet_table3",),
 }
+_RESNET34_OPTIONS = {"A": "25.03", "B": "24.52", "C": "24.19"}
 # The CIFAR schedule (both papers use the ResNet paper's) was chosen on a 45k/5k train/validation split.
 _CIFAR_VALIDATION_FRACTION = 0.1
 # ResNets the papers train with the 400-iteration warm-up: ResNet-110 (ResNet paper, Sec. 4.2), ResNet-1202
@@ -160,7 +147,7 @@ _CIFAR_VALIDATION_FRACTION = 0.1
 _WARMUP_DEPTHS = (110, 1001, 1202)
 
 
-def _cifar_config(name, description, dataset, depth, unit, form=None, architecture=None, **kwargs):
+def _cifar_config(name, description, dataset, depth, unit, form=None, **kwargs):
     return Config(
         name=name,
         description=description,
@@ -169,7 +156,6 @@ def _cifar_config(name, description, dataset, depth, unit, form=None, architectu
         unit=unit,
         form=form,
         layout="cifar",
-        architecture=architecture,
         recipe="cifar_paper_warmup" if depth in _WARMUP_DEPTHS else "cifar_paper",
         validation_fraction=_CIFAR_VALIDATION_FRACTION,
         **kwargs,
@@ -188,12 +174,19 @@ def _form(depth):
 _KIND = {"plain": "plain", "original": "ResNet"}
 
 
-def _table6_name(unit, depth):
-    return f"cifar10_{'plain' if unit == 'plain' else 'resnet'}{depth}"
+def _architecture(unit, depth):
+    """``('plain', 20)`` -> ``'plain20'``, ``('original', 34)`` -> ``'resnet34'`` (keys of ARCHITECTURES)."""
+    return f"{'plain' if unit == 'plain' else 'resnet'}{depth}"
 
 
 def _imagenet_name(unit, depth, projection):
-    return f"imagenet_{'plain' if unit == 'plain' else 'resnet'}{depth}" + (f"_{projection}" if projection else "")
+    return f"imagenet_{_architecture(unit, depth)}" + (f"_{projection}" if projection else "")
+
+
+def _imagenet_error(unit, depth, projection):
+    if (unit, depth) == ("original", 34):
+        return _RESNET34_OPTIONS[projection]
+    return PAPER_ERRORS[(_architecture(unit, depth), "imagenet2012")]
 
 
 def _build_configs():
@@ -206,8 +199,8 @@ def _build_configs():
             configs.append(_cifar_config(
                 f"{dataset}_{architecture}",
                 f"{_DATASET_NAMES[dataset]} {kind} ResNet-{spec['depth']} (Tables 2-4)",
-                dataset, spec["depth"], spec["unit"], _form(spec["depth"]), architecture,
-                paper_error=_PAPER_ERRORS.get((dataset, architecture), "-"),
+                dataset, spec["depth"], spec["unit"], _form(spec["depth"]),
+                paper_error=PAPER_ERRORS.get((architecture, dataset), "-"),
             ))
     for depth in (110, 164):
         for suffix, (shortcut, options, error) in _SHORTCUT_ABLATIONS.items():
@@ -230,22 +223,24 @@ def _build_configs():
             "cifar10", 110, unit, "one_layer", paper_error=error,
         ))
     known = {config.name for config in configs}
-    for unit, errors in (("plain", _PLAIN_FIG6), ("original", _RESNET_TABLE6)):
-        for depth, error in errors.items():
-            if _table6_name(unit, depth) not in known:  # ResNet-110 is already a config (Tables 1-3)
+    for unit, depths in _TABLE6_DEPTHS.items():
+        for depth in depths:
+            name = f"cifar10_{_architecture(unit, depth)}"
+            if name not in known:  # ResNet-110 is already a config (Identity Mappings Tables 1-3)
                 configs.append(_cifar_config(
-                    _table6_name(unit, depth),
-                    f"CIFAR-10 {_KIND[unit]}-{depth}, option A (ResNet paper Table 6, Fig. 6)",
-                    "cifar10", depth, unit, "basic", paper_error=error,
+                    name, f"CIFAR-10 {_KIND[unit]}-{depth}, option A (ResNet paper Table 6, Fig. 6)",
+                    "cifar10", depth, unit, "basic",
+                    paper_error=PAPER_ERRORS.get((_architecture(unit, depth), "cifar10"), "-"),
                 ))
-    for (unit, depth, projection), (error, _) in _RESNET_IMAGENET.items():
+    for unit, depth, projection in _RESNET_IMAGENET:
         configs.append(Config(
             name=_imagenet_name(unit, depth, projection),
             description=f"ImageNet {_KIND[unit]}-{depth}" + (f", option {projection}" if projection else "")
                         + " (ResNet paper Tables 2-3; scale augmentation, fb.resnet.torch schedule, 10-crop test)",
             dataset="imagenet2012", depth=depth, unit=unit, layout="imagenet", projection=projection,
-            recipe="imagenet", batch_size=256, image_size=224, eval_resize=256,
-            augmentation=IMAGENET_SCALE_AUGMENTATION, paper_error=error, eval_crop="ten_crop",
+            recipe="imagenet", batch_size=256, image_size=DATASETS["imagenet2012"].image_size,
+            augmentation=IMAGENET_SCALE_AUGMENTATION, paper_error=_imagenet_error(unit, depth, projection),
+            eval_crop="ten_crop",
         ))
     for architecture in ("preact_resnet200", "resnet50", "preact_resnet50", "resnet152", "preact_resnet152"):
         spec = ARCHITECTURES[architecture]
@@ -255,8 +250,8 @@ def _build_configs():
             description=f"ImageNet {kind} ResNet-{spec['depth']} (fb.resnet.torch recipe"
                         f"{' of the released checkpoint' if architecture == 'preact_resnet200' else ''})",
             dataset="imagenet2012", depth=spec["depth"], unit=spec["unit"], layout="imagenet",
-            architecture=architecture, recipe="imagenet", batch_size=256, image_size=224, eval_resize=256,
-            augmentation=IMAGENET_AUGMENTATION, paper_error=spec["paper_error"],
+            recipe="imagenet", batch_size=256, image_size=DATASETS["imagenet2012"].image_size,
+            augmentation=IMAGENET_AUGMENTATION, paper_error=PAPER_ERRORS.get((architecture, "imagenet2012"), "-"),
         ))
     return {config.name: config for config in configs}
 
@@ -374,16 +369,16 @@ def _build_tables():
                 name = f"{_DATASET_NAMES[dataset]} ResNet-{depth}"
                 table3.append(TableRow(f"{dataset}_{prefix}{depth}", panel, name, name))
     table6 = [
-        TableRow(_table6_name(unit, depth), panel, f"{depth} layers", f"{panel}-{depth}", published=errors[depth])
-        for unit, panel, errors in (("plain", "plain", _PLAIN_FIG6), ("original", "ResNet", _RESNET_TABLE6))
-        for depth in errors
+        TableRow(f"cifar10_{_architecture(unit, depth)}", panel, f"{depth} layers", f"{panel}-{depth}",
+                 published=_TABLE6_RESNET110 if (unit, depth) == ("original", 110) else None)
+        for unit, panel in (("plain", "plain"), ("original", "ResNet")) for depth in _TABLE6_DEPTHS[unit]
     ]
     imagenet = {
         table: tuple(
             TableRow(_imagenet_name(unit, depth, projection), "plain" if unit == "plain" else "ResNet",
                      f"{depth} layers", f"{'plain' if unit == 'plain' else 'ResNet'}-{depth}"
                      + (f" {projection}" if projection else ""))
-            for (unit, depth, projection), (_, tables) in _RESNET_IMAGENET.items() if table in tables)
+            for (unit, depth, projection), tables in _RESNET_IMAGENET.items() if table in tables)
         for table in ("resnet_table2", "resnet_table3")
     }
     tables = [

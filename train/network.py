@@ -33,7 +33,6 @@ def build_network(config, classes, *, depth=None, image_size=None, init_weights=
         classes=head_classes,
         classifier_activation=None,
         weights=init_weights,
-        architecture=config.architecture if depth == config.depth else None,
     )
     if head_classes != classes:
         features = model.get_layer("avg_pool").output

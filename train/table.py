@@ -190,7 +190,7 @@ def write_report(table, output_dir):
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def _define_flags():
     """The command line's flags, defined only when it runs (absl keeps one set of flags per process)."""
     flags.DEFINE_string("table", None, "The paper's table to run (see --list_tables).")
     flags.DEFINE_bool("list_tables", False, "Print the tables and their configs and exit.")
@@ -250,5 +250,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    _define_flags()
     app.run(main)
