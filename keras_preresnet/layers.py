@@ -344,6 +344,11 @@ class ResidualUnit(keras.layers.Layer):
         self.expansion = int(expansion)
         self.shortcut_type = check_choice("shortcut", shortcut, SHORTCUTS)
         self.shortcut_options = dict(shortcut_options or {})
+        if not self.has_shortcut and (self.shortcut_type != "identity" or self.shortcut_options):
+            raise ValueError(
+                f"{type(self).__name__} has no shortcut: leave `shortcut` and `shortcut_options` at their "
+                f"defaults; received shortcut={shortcut!r}, shortcut_options={shortcut_options!r}."
+            )
         self.projection = check_choice("projection", projection, PROJECTIONS)
         self.projection_bn = bool(projection_bn)
         self.stride_position = check_choice("stride_position", stride_position, STRIDE_POSITIONS)

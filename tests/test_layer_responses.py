@@ -40,7 +40,7 @@ def test_every_3x3_layer_once_in_network_order(resnet20, cifar_images):
 
 
 def test_imagenet_nets_measure_their_3x3_layers_not_the_7x7_stem(cifar_images):
-    model = kp.build_resnet(18, unit="original", layout="imagenet", blocks=(1, 1, 1, 1), input_shape=(32, 32, 3))
+    model = kp.build_resnet(18, unit="original", layout="imagenet", units_per_stage=(1, 1, 1, 1), input_shape=(32, 32, 3))
     names = list(lr.layer_responses(model, cifar_images[:2]))
     assert names == [f"conv{s}_block1_{i}_conv" for s in (2, 3, 4, 5) for i in (1, 2)]
 
