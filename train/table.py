@@ -41,9 +41,8 @@ def _check_budget(output_dir, table, settings):
     """Records the table's budget in OUTPUT_DIR/table.json; refuses a folder holding another table or budget."""
     record = {"table": table.name, **{name: getattr(settings, name) for name in BUDGET}}
     path = os.path.join(output_dir, TABLE_JSON)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            previous = json.load(f)
+    previous = _read_json(path)
+    if previous is not None:
         changed = {k: (previous.get(k), v) for k, v in record.items() if previous.get(k) != v}
         if changed:
             details = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
