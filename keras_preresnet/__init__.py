@@ -1,5 +1,6 @@
 """keras_preresnet: the ResNets of He et al. (2015, 2016) and their pre-activation variants in Keras 3."""
 
+from keras_preresnet import features
 from keras_preresnet.analysis.flops import count_flops
 from keras_preresnet.analysis.layer_responses import layer_responses
 from keras_preresnet.inference import fold_batchnorm
@@ -8,6 +9,7 @@ from keras_preresnet.layers import (
     ConstantScalingShortcut,
     Conv1x1Shortcut,
     DropoutShortcut,
+    DropPath,
     ExclusiveGatingShortcut,
     FullPreActivationUnit,
     IdentityShortcut,

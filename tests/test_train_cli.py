@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,12 +85,16 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_and_finishes(tmp_path, 
 
     evaluated = _train("--config=cifar10_preact_resnet110", "--depth=8", f"--weights={model_dir / 'last.weights.h5'}",
                        f"--data_dir={cifar_dir}", "--examples=200", f"--output={tmp_path / 'eval.json'}",
-                       module="train.evaluate")
+                       f"--confusion_png={tmp_path / 'confusion.png'}", module="train.evaluate")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["images"] == 200
     assert result["top1_error"] == pytest.approx(float(rows[-1]["test_error"]), abs=1e-3)
     assert "top-5 error" in evaluated.stdout
+    # Per-class results: the table on the terminal, the matrix in the JSON and as a picture.
+    assert "precision" in evaluated.stdout and "airplane" in evaluated.stdout
+    assert np.array(result["confusion"]).sum() == 200 and len(result["per_class"]) == 10
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_evaluate_refuses_missing_weights(tmp_path, cifar_dir):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from train import configs, distribute, network, trainer
+from train import configs, distribute, network, schedules, trainer
 
 CONFIG = configs.get_config("cifar10_preact_resnet110")
 
@@ -183,7 +183,7 @@ def test_corrupt_image_stops_with_a_data_error(tmp_path, cifar_dir):
 
 def test_optimizer_learning_rate_follows_the_resolved_schedule():
     schedule = configs.resolve_schedule(configs.RECIPES["cifar_paper_warmup"], 50_000, 128)
-    rate = trainer.StepSchedule(schedule.boundaries, schedule.values)
+    rate = schedules.StepSchedule(schedule.boundaries, schedule.values)
     for step in (0, 399, 400, 31_999, 32_000, 47_999, 48_000, 63_999):
         assert float(rate(step)) == pytest.approx(schedule.learning_rate(step)), step
     assert float(rate(399)) == pytest.approx(0.01) and float(rate(400)) == pytest.approx(0.1)

@@ -20,6 +20,7 @@ import math
 
 from keras_preresnet.datasets import DATASETS
 from keras_preresnet.models import ARCHITECTURES, PAPER_ERRORS, stage_plan
+from train.options import Options
 
 CIFAR_AUGMENTATION = "cifar"
 IMAGENET_AUGMENTATION = "imagenet"
@@ -94,6 +95,7 @@ class Config:
     paper_error: str = "-"  # the published test error (%) this experiment reproduces
     eval_crop: str = "center"  # the test the published error uses: "center" or "ten_crop"
     validation_fraction: float = None  # the share of the training set the paper held out for validation
+    options: Options = Options()  # training options beside the recipe, all off for the papers' experiments
 
     def __hash__(self):
         return hash(self.name)

@@ -308,14 +308,17 @@ def ten_crop(image, size, resize):
     return tf.ensure_shape(tf.stack(crops), [10, size, size, 3])
 
 
-def train_transform(augmentation, dataset, image_size, encoded):
-    """The training map ``(image, label) -> (float32 image, label)``."""
+def train_transform(augmentation, dataset, image_size, encoded, image_augment=None):
+    """The training map ``(image, label) -> (float32 image, label)``; ``image_augment`` (e.g.
+    ``augment.rand_augment``) runs on the decoded 0-255 image before the recipe's augmentation."""
     if augmentation not in AUGMENTATIONS:
         raise ValueError(f"`augmentation` must be one of {AUGMENTATIONS}; received {augmentation!r}.")
     mean, std = (tf.constant(v, tf.float32) for v in _normalisation(dataset))
 
     def transform(image, label):
         image = _decode(image, encoded)
+        if image_augment is not None:
+            image = image_augment(image)
         if augmentation == "cifar":
             x = _cifar_train(image, image_size, mean, std)
         elif augmentation == "imagenet":
@@ -354,8 +357,10 @@ def eval_transform(augmentation, dataset, image_size, resize, crop="center", enc
 # ------------------------------------------------------------------------------------- pipelines
 
 
-def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0, seed=0):
+def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0, seed=0, batch_transform=None):
     """A ``distribute_datasets_from_function`` function for one epoch of ``steps`` steps, from ``start_step``.
+
+    ``batch_transform`` (e.g. ``augment.batch_mix``) maps each replica's batch ``(images, labels)``.
 
     The order of an epoch depends only on ``seed`` and ``epoch``, so a run resumed mid-epoch skips
     exactly the batches it had trained on. Each input pipeline takes its shard of the shuffled order.
@@ -371,6 +376,8 @@ def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0
         ds = ds.skip(start_step * per_pipeline)
         ds = ds.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = ds.batch(per_replica, drop_remainder=True)
+        if batch_transform is not None:
+            ds = ds.map(batch_transform, num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = ds.take((steps - start_step) * replicas_per_pipeline)
         return ds.prefetch(AUTOTUNE)
 

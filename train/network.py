@@ -11,8 +11,9 @@ import keras_preresnet
 HEAD = "predictions"
 
 
-def build_network(config, classes, *, depth=None, image_size=None, init_weights=None, init_classes=None):
-    """Builds ``config``'s model with ``classes`` outputs.
+def build_network(config, classes, *, depth=None, image_size=None, init_weights=None, init_classes=None,
+                  drop_path_rate=0.0):
+    """Builds ``config``'s model with ``classes`` outputs (``drop_path_rate``: stochastic depth).
 
     ``init_weights`` (anything ``weights=`` accepts) is loaded into a model with ``init_classes``
     outputs (the classes it was trained on); when that differs from ``classes`` the classifier is
@@ -33,6 +34,7 @@ def build_network(config, classes, *, depth=None, image_size=None, init_weights=
         classes=head_classes,
         classifier_activation=None,
         weights=init_weights,
+        drop_path_rate=drop_path_rate,
     )
     if head_classes != classes:
         features = model.get_layer("avg_pool").output

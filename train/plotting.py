@@ -1,5 +1,5 @@
-"""Figures drawn like the papers': a run's curves (training loss dashed, test error solid, twin axes) and a
-table's runs overlaid (Fig. 6 of the ResNet paper)."""
+"""Figures drawn like the papers': a run's curves (training loss dashed, test error solid, twin axes),
+a paper table's runs overlaid (Fig. 6 of the ResNet paper) and an evaluation's confusion matrix."""
 
 import io
 import os
@@ -36,7 +36,16 @@ def draw_curves(rows, title=""):
 
 def plot_curves(rows, path, title=""):
     """Draws ``rows`` to the PNG file ``path``."""
-    _save(draw_curves(rows, title), path)
+    _save_figure(draw_curves(rows, title), path)
+
+
+def _save_figure(figure, path):
+    from matplotlib import pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write(path, buffer.getvalue())
 
 
 def write_curves(model_dir, rows, title=""):
@@ -80,13 +89,37 @@ def draw_table(table, results):
 
 def plot_table(table, results, path):
     """Draws ``draw_table(table, results)`` to the PNG file ``path``."""
-    _save(draw_table(table, results), path)
+    _save_figure(draw_table(table, results), path)
 
 
-def _save(figure, path):
+
+def plot_confusion(confusion, names, path, title=""):
+    """Draws the confusion matrix (rows: true class, columns: prediction) to the PNG file ``path``, each
+    row as shares of the class's images; class names label the axes up to 30 classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
     from matplotlib import pyplot as plt
 
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write(path, buffer.getvalue())
+    confusion = np.asarray(confusion, dtype=np.float64)
+    shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    classes = len(names)
+    size = min(12, 3 + 0.45 * classes)
+    figure, axis = plt.subplots(figsize=(size, size), dpi=100)
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true class's images")
+    if classes <= 30:
+        axis.set_xticks(range(classes), names, rotation=90)
+        axis.set_yticks(range(classes), names)
+        if classes <= 12:
+            for i in range(classes):
+                for j in range(classes):
+                    axis.text(j, i, int(confusion[i, j]), ha="center", va="center",
+                              color="white" if shares[i, j] > 0.5 else "black", fontsize=8)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    if title:
+        axis.set_title(title)
+    figure.tight_layout()
+    _save_figure(figure, path)
