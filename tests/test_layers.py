@@ -310,6 +310,8 @@ def test_a_new_activation_order_is_one_class():
         del L.UNITS["test_bn_only_preactivation"]
 
 
-def test_plain_unit_takes_no_shortcut_type():
+def test_plain_unit_takes_no_shortcut_type_and_no_drop_path():
     with pytest.raises(ValueError, match="PlainUnit has no shortcut: leave `shortcut` and `shortcut_options`"):
         L.PlainUnit(16, shortcut="conv1x1")
+    with pytest.raises(ValueError, match="PlainUnit has no shortcut to keep when its branch is dropped"):
+        L.PlainUnit(16, drop_path_rate=0.1)
