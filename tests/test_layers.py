@@ -197,6 +197,13 @@ def test_gating_shortcuts_use_a_sigmoid_gate_with_the_given_bias(cls, residual_g
     g = 1.0 / (1.0 + np.exp(6.0))
     expected = (1 - g) * h + (g * f if residual_gated else f)
     np.testing.assert_allclose(_np(layer(h, f)), expected, rtol=1e-5, atol=1e-6)
+    # With a real 1x1 kernel the gate is a function of the shortcut input x, g(x) = sigmoid(W_g x + b_g)
+    # (the Identity Mappings paper, Sec. 3.1), not of the residual F(x).
+    kernel = np.random.RandomState(4).standard_normal(layer.gate.kernel.shape).astype("float32")
+    layer.gate.kernel.assign(kernel)
+    g = 1.0 / (1.0 + np.exp(-(h @ kernel[0, 0] - 6.0)))
+    expected = (1 - g) * h + (g * f if residual_gated else f)
+    np.testing.assert_allclose(_np(layer(h, f)), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_conv1x1_shortcut_projects_the_raw_input():

@@ -68,6 +68,13 @@ def test_flops_need_a_fixed_input_size():
         kp.count_flops(kp.ResNet18(include_top=False))
 
 
+@pytest.mark.parametrize("wrong", ["ResNet50", kp.ResNet50, None])
+def test_flops_of_something_other_than_a_model_is_a_one_line_error(wrong):
+    with pytest.raises(TypeError, match=r"^count_flops takes a built Keras model, e\.g\. count_flops\(") as error:
+        kp.count_flops(wrong)
+    assert "\n" not in str(error.value)
+
+
 def test_every_named_architecture_has_a_public_builder():
     for key in ARCHITECTURES:
         builder = getattr(kp, public_name(key))

@@ -13,7 +13,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from train import configs, data, distribute, trainer  # noqa: E402
@@ -58,7 +57,9 @@ flags.DEFINE_integer("train_examples", None, "Use only the first N training imag
 flags.DEFINE_integer("eval_examples", None, "Use only the first N test images.", lower_bound=1)
 flags.DEFINE_bool("validation", False, "Train on the paper's train part of the training set and test on its held-out "
                   "validation images (CIFAR: the last 5k of 50k) instead of the test set.")
-flags.DEFINE_integer("seed", 0, "Seed of the data order and the initialisation.")
+flags.DEFINE_integer("seed", 0, "Seed of the initialisation, the data order and the augmentation.")
+flags.DEFINE_bool("deterministic", False, "Deterministic ops too: runs with one seed are bit-identical "
+                  "(docs/training.md).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 # Training options beside the paper's recipes (train/options.py); unset keeps the config's value (off).
 flags.DEFINE_float("label_smoothing", None, "Label smoothing e: targets (1 - e) one-hot + e / classes.")
@@ -113,7 +114,6 @@ def main(argv):
     distribute.configure_cpu_devices(FLAGS.num_cpu_devices)
     try:
         strategy = distribute.make_strategy(FLAGS.strategy)
-        keras.utils.set_random_seed(FLAGS.seed)
         run = trainer.Trainer(config, settings_from_flags(), strategy)
         summary = run.run()
     except (ValueError, FileNotFoundError, trainer.TrainingError) as error:

@@ -89,7 +89,7 @@ def run_table(table, settings, output_dir, only=None, strategy=None):
         else:
             print(f"[{number}/{len(rows)}] {row.config}: {config.description}", flush=True)
             keras.backend.clear_session()
-            keras.utils.set_random_seed(settings.seed)
+            trainer.seed_everything(settings.seed, settings.deterministic)
             trainer.Trainer(config, dataclasses.replace(settings, model_dir=model_dir), strategy).run()
         if config.eval_crop == "ten_crop":
             _ten_crop(config, model_dir, settings, strategy)

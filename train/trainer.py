@@ -73,6 +73,7 @@ class Settings:
     eval_examples: int = None
     validation: bool = False
     seed: int = 0
+    deterministic: bool = False
     progress: bool = True
     options: dict = None  # overrides of the config's train.options.Options; None values keep the config's
 
@@ -95,6 +96,24 @@ def _check_settings(settings):
         raise ValueError(f"--learning_rate must be positive; received {settings.learning_rate}.")
     if settings.weight_decay is not None and settings.weight_decay < 0:
         raise ValueError(f"--weight_decay must be >= 0; received {settings.weight_decay}.")
+
+
+def seed_everything(seed, deterministic):
+    """Seeds the initialisation (Python, NumPy and TensorFlow generators); ``deterministic`` also makes
+    every TensorFlow op deterministic, so that runs with one seed are bit-identical."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _make_model_dir(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:  # a file of that name, or on its path
+        raise ValueError(
+            f"--model_dir={path!r} cannot be created as a folder ({error.strerror}); pass a new folder or "
+            "the folder of the run to resume."
+        ) from error
 
 
 def _all_finite(variables):
@@ -133,7 +152,8 @@ class Trainer:
         # Workers other than the chief write their checkpoints to a folder of their own.
         self.work_dir = (settings.model_dir if self.chief
                          else os.path.join(settings.model_dir, "workers", f"{task_type}_{task_id}"))
-        os.makedirs(self.work_dir, exist_ok=True)
+        _make_model_dir(self.work_dir)
+        seed_everything(settings.seed, settings.deterministic)
         keras.config.set_dtype_policy(settings.precision)
         if settings.recipe is not None and settings.recipe not in configs.RECIPES:
             raise ValueError(f"Unknown recipe {settings.recipe!r}; known: {sorted(configs.RECIPES)}.")
@@ -205,7 +225,10 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.eval_step = make_eval_step(self.model, self.strategy)
         self.sync_statistics = make_sync_statistics(self.model, self.strategy)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        # Every weight by its index: TensorFlow's object graph does not reach the layers the library's
+        # units keep in lists, so model=... alone would lose their BatchNorm moving statistics.
+        self.checkpoint = tf.train.Checkpoint(model=self.model, weights=list(self.model.weights),
+                                              optimizer=self.optimizer, step=self.step)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.work_dir, CHECKPOINT_DIR), max_to_keep=3)
 
@@ -333,7 +356,7 @@ class Trainer:
                 test = evaluate(self.eval_step, self._distributed(
                     data.eval_dataset_fn(self.test_source, self.eval_transform, self.global_batch)),
                     data.padded_size(self.test_source.num_examples, self.global_batch) // self.global_batch)
-            if not self._save():
+            if not _all_finite(self.model.weights):
                 raise TrainingError(
                     f"The weights became non-finite in epoch {epoch + 1}; stopping. The last good checkpoint "
                     f"is kept: {self.manager.latest_checkpoint}."
@@ -350,6 +373,9 @@ class Trainer:
                       f"{row['images_per_second']:.1f} images/s", flush=True)
             rows = [r for r in rows if r["epoch"] != epoch + 1] + [row]
             self._epoch_end(rows, row, writers)
+            # Checkpoint last: a run killed before it redoes the end of the epoch (same weights, same
+            # row) rather than resuming past an epoch whose weights and metrics were never written.
+            self._save()
         return rows
 
     def _train_epoch(self, epoch, start, steps, step, writers):
