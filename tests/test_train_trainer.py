@@ -1,6 +1,7 @@
 """The training loop on real CIFAR images: run files, learning, weight decay, precision, stops and resumes."""
 
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -235,3 +236,16 @@ def test_optimizer_learning_rate_follows_the_resolved_schedule():
     for step in (0, 399, 400, 31_999, 32_000, 47_999, 48_000, 63_999):
         assert float(rate(step)) == pytest.approx(schedule.learning_rate(step)), step
     assert float(rate(399)) == pytest.approx(0.01) and float(rate(400)) == pytest.approx(0.1)
+
+
+def test_validation_trains_on_the_split_and_tests_on_the_held_out_training_images(tmp_path, cifar_dir):
+    from keras_preresnet.datasets import load_cifar
+
+    run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, train_examples=200, validation=True), _strategy())
+    assert (run.train_source.num_examples, run.test_source.num_examples) == (180, 20)
+    _, labels = load_cifar(cifar_dir, "cifar10", "train")
+    assert [int(label) for _, label in run.test_source.dataset] == list(labels[180:200])
+    assert run.schedule.steps_per_epoch == 180 // 64
+    without = dataclasses.replace(CONFIG, validation_fraction=None)
+    with pytest.raises(ValueError, match="has no validation split of its paper; leave out --validation"):
+        trainer.Trainer(without, _settings(tmp_path, cifar_dir, validation=True), _strategy())

@@ -75,6 +75,7 @@ class Settings:
     augmentation: str = None
     train_examples: int = None
     eval_examples: int = None
+    validation: bool = False
     seed: int = 0
     deterministic: bool = False
     progress: bool = True
@@ -182,7 +183,15 @@ class Trainer:
         s, config = self.settings, self.config
         common = dict(source=s.source, manual_dir=s.manual_dir, download=s.download)
         self.train_source = data.load_source(s.data_dir, config.dataset, "train", limit=s.train_examples, **common)
-        self.test_source = data.load_source(s.data_dir, config.dataset, "test", limit=s.eval_examples, **common)
+        if s.validation:
+            # The paper's model selection: train on the split's first part, test on the held-out images.
+            if not config.validation_fraction:
+                raise ValueError(f"{config.name} has no validation split of its paper; leave out --validation.")
+            self.train_source, self.test_source = data.hold_out(self.train_source, config.validation_fraction)
+            if s.eval_examples is not None:
+                self.test_source = data.first(self.test_source, s.eval_examples)
+        else:
+            self.test_source = data.load_source(s.data_dir, config.dataset, "test", limit=s.eval_examples, **common)
         self.classes = s.num_classes or self.train_source.num_classes
         if self.classes < self.train_source.num_classes:
             raise ValueError(
