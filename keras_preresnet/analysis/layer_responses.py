@@ -27,6 +27,7 @@ import os
 import keras
 import numpy as np
 
+from keras_preresnet import stages
 from keras_preresnet.layers import TorchConv2D
 
 
@@ -36,6 +37,8 @@ def response_points(model):
     The BN after a convolution is the one named like it (``conv2_block1_1_conv`` -> ``conv2_block1_1_bn``):
     layer names follow the keras.applications scheme, in which a convolution's BN carries its number.
     """
+    # A looped stage hides its units' layers in one loop body; its unrolled twin has each of them.
+    model = stages.unroll(model)
     layers = list(model._flatten_layers(include_self=False, recursive=True))
     by_name = {layer.name: layer for layer in layers}
     points = {}
@@ -103,6 +106,7 @@ def layer_responses(model, images, batch_size=100):
         raise ValueError(f"`images` must be a non-empty batch [N, H, W, C]; received shape {images.shape}.")
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer; received batch_size={batch_size!r}.")
+    model = stages.unroll(model)
     points = response_points(model)
     moments = {name: _Moments() for name in points}
     with _recording(points, moments):
