@@ -15,6 +15,7 @@ import tensorflow as tf
 import keras_preresnet
 from keras_preresnet import models, preprocessing
 from keras_preresnet.datasets import DATASETS
+from keras_preresnet.layers import check_choice
 from keras_preresnet.models import resolve_architecture
 
 PREPROCESSING = ("imagenet", "cifar10", "cifar100")
@@ -38,10 +39,7 @@ class Servable:
     preprocessing: str
 
     def __post_init__(self):
-        if self.preprocessing not in PREPROCESSING:
-            raise ValueError(
-                f"`preprocessing` must be one of {PREPROCESSING}; received preprocessing={self.preprocessing!r}."
-            )
+        check_choice("preprocessing", self.preprocessing, PREPROCESSING)
         shape = tuple(self.model.input_shape)
         if len(shape) != 4 or shape[-1] != 3 or None in shape[1:3] or shape[1] != shape[2]:
             raise ValueError(
@@ -121,6 +119,7 @@ def build(model_name, weights=None, labels=None, preprocessing_name=None, name=N
     layout = models.ARCHITECTURES[key]["layout"]
     if preprocessing_name is None:
         preprocessing_name = "imagenet" if layout == models.IMAGENET else "cifar10"
+    check_choice("preprocessing", preprocessing_name, PREPROCESSING)
     if isinstance(labels, (str, os.PathLike)):
         labels = read_labels(labels)
     classes = len(labels) if labels is not None else None

@@ -27,6 +27,7 @@ def build_network(config, classes, *, depth=None, image_size=None, init_weights=
         unit=config.unit,
         shortcut=config.shortcut,
         shortcut_options=config.shortcut_options,
+        projection=config.projection,
         layout=config.layout,
         form=config.form,
         input_shape=(size, size, 3),
