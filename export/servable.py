@@ -1,28 +1,20 @@
 """What an export needs besides the network: its serving name, its class labels and its preprocessing.
 
-The preprocessing follows the model's layout (``ARCHITECTURES[key]['layout']``): ImageNet nets get the
-released ResNet-200's evaluation transform (``keras_preresnet.preprocessing.preprocess_input``), CIFAR
-nets the per-channel normalisation of their training set on the 0-255 scale (SPEC §2).
+The preprocessing follows the model's layout (``ARCHITECTURES[key]['layout']``) and is the library's
+``keras_preresnet.preprocessing.preprocess``: ImageNet nets get the released ResNet-200's evaluation
+transform, CIFAR nets the per-channel normalisation of their training set on the 0-255 scale.
 """
 
 import dataclasses
 import os
 
 import keras
-import tensorflow as tf
 
 import keras_preresnet
-from keras_preresnet import defaults, models, preprocessing
+from keras_preresnet import models, preprocessing
 from keras_preresnet.datasets import CIFAR10_CLASSES
 
-PREPROCESSING = ("imagenet", "cifar10", "cifar100")
-_CIFAR_STATS = {
-    "cifar10": (defaults.CIFAR10_MEAN, defaults.CIFAR10_STD),
-    "cifar100": (defaults.CIFAR100_MEAN, defaults.CIFAR100_STD),
-}
-# ImageNet evaluation: the shorter side is resized to 256 for a 224 crop (SPEC §3); other crop sizes
-# keep that ratio.
-_IMAGENET_RESIZE_RATIO = 256 / 224
+PREPROCESSING = tuple(preprocessing.PREPROCESSING)
 
 
 @dataclasses.dataclass
@@ -73,15 +65,7 @@ class Servable:
         A TensorFlow function, used both in the serving graph and to prepare parity and calibration
         images, so every artifact is compared on exactly what serving feeds it.
         """
-        size = self.image_size
-        if self.preprocessing == "imagenet":
-            resize = round(size * _IMAGENET_RESIZE_RATIO)
-            return preprocessing.preprocess_input(image, image_size=size, resize_size=resize)
-        mean, std = _CIFAR_STATS[self.preprocessing]
-        x = tf.cast(image, tf.float32)
-        x = tf.image.resize(x, (size, size), method="bilinear", antialias=True)
-        x = tf.ensure_shape(x, [size, size, 3])
-        return (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+        return preprocessing.preprocess(image, self.preprocessing, self.image_size)
 
 
 def resolve_architecture(model_name):

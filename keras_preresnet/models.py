@@ -14,6 +14,7 @@ import os
 import keras
 
 from keras_preresnet import layers as units
+from keras_preresnet import preprocessing
 from keras_preresnet.layers import TorchConv2D, batch_norm
 
 CIFAR = "cifar"
@@ -187,6 +188,28 @@ def _check_weights(weights, include_top, classes, classifier_activation, archite
         )
 
 
+def _preprocessing_layer(include_preprocessing, layout, classes, input_shape):
+    """The ``ImagePreprocessing`` layer for ``include_preprocessing`` (True: the layout's training set),
+    sized to the network's square input, or None."""
+    if include_preprocessing is False or include_preprocessing is None:
+        return None
+    name = preprocessing.default_preprocessing(layout, classes) if include_preprocessing is True else include_preprocessing
+    if name not in preprocessing.PREPROCESSING:
+        raise ValueError(
+            f"`include_preprocessing` must be True, False or one of {tuple(preprocessing.PREPROCESSING)}; "
+            f"received include_preprocessing={include_preprocessing!r}."
+        )
+    height, width, channels = input_shape
+    if height is None and width is None:
+        height = width = LAYOUTS[layout]["default_size"]
+    if height != width or channels != 3:
+        raise ValueError(
+            "With include_preprocessing, `input_shape` is the network's square RGB input after "
+            f"preprocessing; received input_shape={input_shape!r} (e.g. (320, 320, 3))."
+        )
+    return preprocessing.ImagePreprocessing(name, height, name="preprocessing")
+
+
 def _apply_ops(sequence, x, prefix, dtype=None):
     for op in sequence:
         if op == "bn":
@@ -223,6 +246,7 @@ def build_resnet(
     use_bias=False,
     blocks=None,
     architecture=None,
+    include_preprocessing=False,
 ):
     """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
 
@@ -246,6 +270,10 @@ def build_resnet(
             ImageNet-layout net in tests); the depth still picks the unit form.
         architecture: the named architecture this is (e.g. ``'preact_resnet200'``), used to find
             pretrained weights.
+        include_preprocessing: True (the layout's training set: ImageNet, or CIFAR-10/100 by
+            ``classes``), ``'imagenet'``, ``'cifar10'`` or ``'cifar100'``: the model takes raw RGB
+            images (0-255, any size, ``[batch, None, None, 3]``) and brings them to ``input_shape``
+            (default: the layout's size) with ``keras_preresnet.preprocessing.preprocess``.
     """
     units.check_choice("unit", unit, units.UNITS)
     units.check_choice("shortcut", shortcut, units.SHORTCUTS)
@@ -263,6 +291,9 @@ def build_resnet(
         units.check_choice("projection", projection, units.PROJECTIONS)
         settings["projection"] = projection
     input_shape = _input_shape(input_shape, layout, include_top, weights)
+    preprocess = _preprocessing_layer(include_preprocessing, layout, classes, input_shape)
+    if preprocess is not None:
+        input_shape = (None, None, 3)
 
     if input_tensor is None:
         img_input = keras.layers.Input(shape=input_shape)
@@ -271,14 +302,15 @@ def build_resnet(
     else:
         img_input = input_tensor
 
+    x = img_input if preprocess is None else preprocess(img_input)
     conv_options = dict(use_bias=use_bias, kernel_regularizer=kernel_regularizer)
     if layout == IMAGENET:
-        x = TorchConv2D(64, 7, strides=2, name="conv1_conv", **conv_options)(img_input)
+        x = TorchConv2D(64, 7, strides=2, name="conv1_conv", **conv_options)(x)
         x = _apply_ops(("bn", "relu"), x, "conv1")
         x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     else:
-        x = TorchConv2D(16, 3, name="conv1_conv", **conv_options)(img_input)
+        x = TorchConv2D(16, 3, name="conv1_conv", **conv_options)(x)
         x = _apply_ops(STEM_TAIL[unit], x, "conv1")
 
     unit_cls = units.UNITS[unit]
