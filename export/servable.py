@@ -9,6 +9,7 @@ import dataclasses
 import os
 
 import keras
+import tensorflow as tf
 
 import keras_preresnet
 from keras_preresnet import models, preprocessing
@@ -65,7 +66,7 @@ class Servable:
         A TensorFlow function, used both in the serving graph and to prepare parity and calibration
         images, so every artifact is compared on exactly what serving feeds it.
         """
-        return preprocessing.preprocess(image, self.preprocessing, self.image_size)
+        return preprocessing.preprocess(tf.convert_to_tensor(image), self.preprocessing, self.image_size)
 
 
 def resolve_architecture(model_name):
