@@ -1,5 +1,11 @@
 """keras_preresnet: the ResNets of He et al. (2015, 2016) and their pre-activation variants in Keras 3."""
 
+from keras_preresnet import console as _console
+
+# The package's command lines load TensorFlow before anything else does, without its start-up lines.
+if _console.running_command_line():
+    _console.load_tensorflow_quietly()
+
 from keras_preresnet.analysis.flops import count_flops
 from keras_preresnet.inference import fold_batchnorm
 from keras_preresnet.layers import (

@@ -427,6 +427,17 @@ def _named(architecture, public_name):
     return builder
 
 
+def resolve_architecture(model_name):
+    """``'PreActResNet200'`` or ``'preact_resnet200'`` -> ``'preact_resnet200'`` (a key of ARCHITECTURES)."""
+    by_name = {key.lower(): key for key in ARCHITECTURES}
+    by_name.update({public_name(key).lower(): key for key in ARCHITECTURES})
+    key = by_name.get(str(model_name).lower())
+    if key is None:
+        known = ", ".join(public_name(key) for key in ARCHITECTURES)
+        raise ValueError(f"Unknown model {model_name!r}; known models: {known}.")
+    return key
+
+
 def public_name(architecture):
     """``'preact_resnet200'`` -> ``'PreActResNet200'``."""
     return architecture.replace("preact_resnet", "PreActResNet").replace("resnet", "ResNet")

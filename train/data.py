@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_preresnet import defaults
-from keras_preresnet.datasets import load_cifar
+from keras_preresnet.datasets import CIFAR10_CLASSES, load_cifar
 from keras_preresnet.preprocessing import preprocess_input
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -68,6 +68,7 @@ class Source:
     num_classes: int
     encoded: bool
     description: str
+    class_names: tuple = None  # in label order, where the data names its classes
 
 
 def _normalisation(dataset):
@@ -88,6 +89,7 @@ def _cifar_pickle_source(data_dir, dataset, split):
         tf.data.Dataset.from_tensor_slices((images, labels)), len(labels),
         CIFAR_CLASSES[dataset], encoded=False,
         description=f"{dataset} {split} from the python-pickle batches in {data_dir}",
+        class_names=CIFAR10_CLASSES if dataset == "cifar10" else None,
     )
 
 
@@ -121,7 +123,8 @@ def _image_folder_source(data_dir, split):
     dataset = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int64)))
     dataset = dataset.map(lambda path, label: (tf.io.read_file(path), label))
     return Source(dataset, len(paths), len(classes), encoded=True,
-                  description=f"{len(paths)} images of {len(classes)} classes in {folder}")
+                  description=f"{len(paths)} images of {len(classes)} classes in {folder}",
+                  class_names=tuple(classes))
 
 
 def _tfds_source(data_dir, dataset, split, manual_dir=None, download=False):
@@ -146,8 +149,9 @@ def _tfds_source(data_dir, dataset, split, manual_dir=None, download=False):
         split=split, shuffle_files=False, as_supervised=True,
         decoders={"image": tfds.decode.SkipDecoding()},
     )
-    return Source(images, splits[split].num_examples, builder.info.features["label"].num_classes,
-                  encoded=True, description=f"TFDS {dataset} {split} in {data_dir}")
+    label = builder.info.features["label"]
+    return Source(images, splits[split].num_examples, label.num_classes, encoded=True,
+                  description=f"TFDS {dataset} {split} in {data_dir}", class_names=tuple(label.names))
 
 
 def detect_source(data_dir):
