@@ -25,6 +25,8 @@ import numpy as np
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 OUTPUT_FORMATS = (".csv", ".json")
+# Heat-map PNGs of smaller images are enlarged by an integer factor to at least this side.
+CAM_MIN_SIDE = 224
 EXIT_SOME_FAILED = 1
 EXIT_ERROR = 2
 
@@ -148,8 +150,9 @@ def crop_box(height, width, preprocessing_name, image_size):
 class Progress:
     """A one-line progress bar on stderr."""
 
-    def __init__(self, total, enabled, stream=sys.stderr, width=30):
-        self.total, self.enabled, self.stream, self.width = total, enabled, stream, width
+    def __init__(self, total, enabled, stream=None, width=30):
+        self.total, self.enabled, self.width = total, enabled, width
+        self.stream = stream or sys.stderr
         self.done = 0
 
     def update(self, count):
@@ -248,6 +251,10 @@ def predict_files(classifier, files, top_k=5, batch_size=16, cam_dir=None, progr
                 maps = cam.grad_cam(classifier.keras_model, np.stack(inputs), probabilities.argmax(-1))
                 for path, image, heat in zip(chunk, images, maps):
                     box = crop_box(image.shape[0], image.shape[1], classifier.preprocessing, classifier.image_size)
+                    # Small images (CIFAR's 32x32) are enlarged, pixel by pixel, to be seen.
+                    factor = max(1, -(-CAM_MIN_SIDE // max(image.shape[:2])))
+                    image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+                    box = tuple(factor * v for v in box)
                     _write_png(_cam_path(cam_dir, path, used), cam.overlay(image, heat, box))
         progress.update(len(files[start: start + batch_size]))
     return rows, failures

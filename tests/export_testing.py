@@ -11,7 +11,7 @@ import tensorflow as tf  # noqa: E402
 import keras_preresnet  # noqa: E402
 import model_testing  # noqa: E402
 from export import servable as servable_lib  # noqa: E402
-from keras_preresnet.datasets import load_cifar  # noqa: E402
+from keras_preresnet.datasets import CIFAR10_CLASSES, load_cifar  # noqa: E402
 
 
 def tiny_servable(name="tiny", seed=0):
@@ -22,7 +22,7 @@ def tiny_servable(name="tiny", seed=0):
     keras.utils.set_random_seed(seed)
     model = keras_preresnet.build_resnet(8, unit="full_preactivation")
     model_testing.randomize_batchnorm(model, seed)
-    return servable_lib.Servable(model, name, servable_lib.CIFAR10_CLASSES, "cifar10")
+    return servable_lib.Servable(model, name, CIFAR10_CLASSES, "cifar10")
 
 
 def plausible_random_weights(model, inputs, seed=0):

@@ -10,7 +10,7 @@ import export_testing
 import keras_preresnet
 from export import servable as servable_lib
 from keras_preresnet import defaults, preprocessing
-from keras_preresnet.datasets import load_cifar
+from keras_preresnet.datasets import CIFAR10_CLASSES, load_cifar
 
 
 def test_resolve_architecture_accepts_public_names_and_keys():
@@ -27,14 +27,14 @@ def test_unknown_model_name_is_a_clear_error():
 def test_cifar10_labels_are_the_datasets_label_names(cifar_dir):
     with open(cifar_dir / "cifar-10-batches-py" / "batches.meta", "rb") as f:
         meta = pickle.load(f, encoding="latin1")
-    assert servable_lib.CIFAR10_CLASSES == tuple(meta["label_names"])
+    assert CIFAR10_CLASSES == tuple(meta["label_names"])
 
 
 def test_build_uses_layout_preprocessing_and_dataset_labels():
     servable = servable_lib.build("ResNet20")
     assert servable.name == "ResNet20"
     assert servable.preprocessing == "cifar10"
-    assert servable.labels == servable_lib.CIFAR10_CLASSES
+    assert servable.labels == CIFAR10_CLASSES
     assert servable.image_size == 32
 
 
@@ -45,6 +45,13 @@ def test_label_file_sets_the_number_of_classes(tmp_path):
     assert servable.model.output_shape == (None, 3)
     assert servable.labels == ("cat", "dog", "bird")
     assert servable.name == "pets"
+
+
+@pytest.mark.parametrize("classes, labels", [("3", ("0", "1", "2")), (10, CIFAR10_CLASSES)])
+def test_classes_given_as_a_number_set_the_head_and_number_the_labels(classes, labels):
+    servable = servable_lib.build("resnet20", labels=classes)
+    assert servable.model.output_shape == (None, len(labels))
+    assert servable.labels == labels
 
 
 def test_label_file_with_blank_line_is_rejected(tmp_path):
