@@ -13,6 +13,7 @@ lines are shown at TensorFlow log level 0 (``--verbosity=info`` or ``TF_CPP_MIN_
 Importing this module imports nothing heavy: it runs before Keras and TensorFlow are loaded.
 """
 
+import argparse
 import contextlib
 import logging
 import os
@@ -53,6 +54,20 @@ def parse_verbosity(value):
             f"--verbosity must be an integer (-3 fatal ... 0 info, 1 debug) or one of "
             f"{', '.join(VERBOSITY_NAMES)}; received {value!r}."
         ) from None
+
+
+def add_verbosity_argument(parser):
+    """Adds ``-v/--verbosity`` to an argparse command line (absl command lines have their own)."""
+
+    def verbosity(value):
+        try:
+            return parse_verbosity(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parser.add_argument("-v", "--verbosity", default=None, type=verbosity,
+                        help="log level of TensorFlow and absl: -3 fatal ... 0 info, 1 debug, or a level name "
+                             "(default: errors only, or $TF_CPP_MIN_LOG_LEVEL)")
 
 
 def verbosity_in(argv):

@@ -6,6 +6,7 @@
 import argparse
 import sys
 
+from keras_preresnet import console
 from keras_preresnet.pretrained.converter import DEFAULT_ARCHITECTURE, convert_file
 
 
@@ -22,6 +23,7 @@ def main(argv=None):
                         help="the Keras architecture to convert into (default: %(default)s)")
     parser.add_argument("--use-bias", action="store_true",
                         help="build the model with conv biases (needed only for non-zero biases without BN)")
+    console.add_verbosity_argument(parser)
     args = parser.parse_args(argv)
     try:
         convert_file(args.t7, args.output, args.architecture, use_bias=args.use_bias)

@@ -23,6 +23,8 @@ import sys
 
 import numpy as np
 
+from keras_preresnet import console
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 OUTPUT_FORMATS = (".csv", ".json")
 # Heat-map PNGs of smaller images are enlarged by an integer factor to at least this side.
@@ -280,18 +282,13 @@ def parser():
                    help="write a Grad-CAM heat-map PNG per image into DIR (Keras models)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
-    p.add_argument("-v", "--verbosity", default=None,
-                   help="log level of TensorFlow and absl: -3 fatal ... 0 info, 1 debug (default: errors)")
+    console.add_verbosity_argument(p)
     return p
 
 
 def main(argv=None):
-    from keras_preresnet import console
-
     args = parser().parse_args(argv)
     try:
-        if args.verbosity is not None:
-            console.parse_verbosity(args.verbosity)
         if args.top_k < 1 or args.batch_size < 1:
             raise ValueError(f"--top_k and --batch_size must be positive; received {args.top_k}, {args.batch_size}.")
         if args.output is not None and not args.output.lower().endswith(OUTPUT_FORMATS):

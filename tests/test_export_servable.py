@@ -1,5 +1,6 @@
 """export.servable: model names, labels, weights and the serving preprocessing."""
 
+import json
 import pickle
 
 import numpy as np
@@ -95,3 +96,18 @@ def test_imagenet_preprocessing_is_the_packages_preprocess_input():
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     expected = preprocessing.preprocess_input(image, image_size=64, resize_size=round(64 * 256 / 224))
     np.testing.assert_allclose(servable.preprocess(tf.constant(image)).numpy(), expected, atol=1e-6)
+
+
+def test_weights_of_a_training_run_bring_its_labels_and_preprocessing(tmp_path):
+    from keras_preresnet import runs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    network = runs.network_record(depth=20, unit="original", shortcut="identity", layout="cifar", image_size=32,
+                                  classes=3)
+    (run / runs.RUN_JSON).write_text(json.dumps(dict(network=network, class_names=["cat", "dog", "bird"],
+                                                     preprocessing=runs.preprocessing_record("cifar100", 32))))
+    keras_preresnet.ResNet20(classes=3).save_weights(run / runs.BEST_WEIGHTS)
+    servable = servable_lib.build("ResNet20", weights=str(run / runs.BEST_WEIGHTS))
+    assert servable.labels == ("cat", "dog", "bird") and servable.preprocessing == "cifar100"
+    assert servable.model.output_shape == (None, 3)
