@@ -5,10 +5,9 @@ its preprocessing; ``best.weights.h5`` (else ``last.weights.h5``) holds the weig
 ``python -m export --model=RUN`` read it, so neither needs the classes or the preprocessing again.
 """
 
-import json
 import os
 
-from keras_preresnet import preprocessing
+from keras_preresnet import preprocessing, runtimes
 
 RUN_JSON = "run.json"
 BEST_WEIGHTS = "best.weights.h5"
@@ -35,18 +34,11 @@ def read_run(model_dir):
     path = os.path.join(os.fspath(model_dir), RUN_JSON)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{model_dir!r} is not a training run: it has no {RUN_JSON}.")
-    with open(path, encoding="utf-8") as f:
-        try:
-            record = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path!r} is not valid JSON: {error}") from error
-    missing = [key for key in ("network", "class_names", "preprocessing") if key not in record]
-    if missing:
-        raise ValueError(
-            f"{path!r} lacks {missing}: the run was started by an older trainer. Resume it once with the "
-            "same `python -m train` command (it rewrites run.json), or build the model by name with --weights."
-        )
-    return record
+    return runtimes.read_json_record(
+        path, ("network", "class_names", "preprocessing"),
+        "The run was started by an older trainer: resume it once with the same `python -m train` command "
+        "(it rewrites run.json), or build the model by name with --weights.",
+    )
 
 
 def weights_path(model_dir):

@@ -29,22 +29,27 @@ def write_record(path, labels, preprocessing, image_size, name=None):
     return path
 
 
-def read_record(path):
-    """The serving record at ``path``; a clear error where it is missing or incomplete."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path!r} not found: it holds the labels and preprocessing of an exported model. Export the "
-            "model again with `python -m export` (which writes it)."
-        )
+def read_json_record(path, required, advice):
+    """The JSON object at ``path`` with the ``required`` keys; errors end with ``advice``."""
     with open(path, encoding="utf-8") as f:
         try:
             record = json.load(f)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path!r} is not valid JSON: {error}") from error
-    missing = [key for key in ("labels", "preprocessing", "image_size") if key not in record]
+            raise ValueError(f"{path!r} is not valid JSON ({error}). {advice}") from error
+    missing = [key for key in required if key not in record]
     if missing:
-        raise ValueError(f"{path!r} lacks {missing}; export the model again.")
+        raise ValueError(f"{path!r} lacks {missing}. {advice}")
     return record
+
+
+def read_record(path):
+    """The serving record at ``path``; a clear error where it is missing or incomplete."""
+    advice = "Export the model again with `python -m export` (which writes it)."
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path!r} not found: it holds the labels and preprocessing of an exported model. {advice}"
+        )
+    return read_json_record(path, ("labels", "preprocessing", "image_size"), advice)
 
 
 def require_extra(module, purpose):
