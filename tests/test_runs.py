@@ -41,7 +41,7 @@ def test_unusable_runs_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a training run"):
         runs.read_run(tmp_path)
     (tmp_path / runs.RUN_JSON).write_text(json.dumps({"config": "x", "classes": 10}))
-    with pytest.raises(ValueError, match=r"lacks \[.network., .class_names., .preprocessing.\]. The run was started by an older"):
+    with pytest.raises(ValueError, match=r"lacks \[.network., .class_names., .preprocessing.\]. The run was started"):
         runs.read_run(tmp_path)
     with pytest.raises(FileNotFoundError, match="train an epoch first"):
         runs.build_from_run(_run(tmp_path / "empty"))
