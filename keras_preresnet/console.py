@@ -22,7 +22,7 @@ import tempfile
 
 LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
 # The modules (``python -m``) and console scripts that are this package's command lines.
-COMMAND_MODULES = ("keras_preresnet.predict", "keras_preresnet.convert", "train", "export")
+COMMAND_MODULES = ("keras_preresnet.predict", "keras_preresnet.convert", "train", "train.evaluate", "export")
 COMMAND_SCRIPTS = ("keras-preresnet-predict", "keras-preresnet-train", "keras-preresnet-export")
 # Lines TensorFlow and its libraries write while loading; nothing a user of the command lines acts on.
 STARTUP_NOISE = (
