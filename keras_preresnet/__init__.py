@@ -51,6 +51,7 @@ from keras_preresnet.models import (
     ResNet1202,
     build_named,
     build_resnet,
+    list_models,
 )
 
 __version__ = "0.1.0"

@@ -438,6 +438,22 @@ def resolve_architecture(model_name):
     return key
 
 
+def list_models(filter=None, pretrained=False):
+    """The named architectures (keys of ``ARCHITECTURES``, e.g. ``'preact_resnet200'``) in table order.
+
+    ``filter`` is a shell pattern (``'preact_*'``); ``pretrained=True`` keeps those with published
+    weights, whose records ``keras_preresnet.pretrained.weights.PRETRAINED`` holds.
+    """
+    import fnmatch
+
+    from keras_preresnet.pretrained import weights as weights_lib
+
+    names = list(ARCHITECTURES)
+    if filter is not None:
+        names = [name for name in names if fnmatch.fnmatch(name, str(filter).lower())]
+    return [name for name in names if name in weights_lib.PRETRAINED] if pretrained else names
+
+
 def public_name(architecture):
     """``'preact_resnet200'`` -> ``'PreActResNet200'``."""
     return architecture.replace("preact_resnet", "PreActResNet").replace("resnet", "ResNet")

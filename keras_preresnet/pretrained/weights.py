@@ -6,6 +6,7 @@ published URL (or a mirror: ``url=`` / ``$KERAS_PRERESNET_WEIGHTS_URL``). The ca
 (``$KERAS_HOME`` or ``~/.keras``), folder ``models/keras_preresnet``.
 """
 
+import hashlib
 import os
 
 import keras
@@ -20,14 +21,68 @@ PRETRAINED = {
         # ILSVRC-2012 validation error %, single 224x224 centre crop of the 256-resized image.
         top1_error=21.66,
         top5_error=5.79,
+        # SHA-256 of the converted Keras file where it is pinned. None: the real resnet-200.t7 has not
+        # been converted on this project's machines (they cannot download it); the cached file is
+        # checked against the checksum written beside it when it was converted.
+        sha256=None,
     ),
 }
 URL_ENV = "KERAS_PRERESNET_WEIGHTS_URL"
 CACHE_SUBDIR = os.path.join("models", "keras_preresnet")
 
 
+CHECKSUM_SUFFIX = ".sha256"
+
+
 class WeightsUnavailableError(OSError):
     """The pretrained checkpoint is neither cached nor downloadable."""
+
+
+class ChecksumError(ValueError):
+    """A converted weights file is not the file that was converted."""
+
+
+def file_sha256(path):
+    """The SHA-256 of a file, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksum(path):
+    """Writes ``path``'s SHA-256 beside it (``<path>.sha256``, the ``sha256sum`` format); returns it."""
+    checksum = file_sha256(path)
+    temporary = f"{path}{CHECKSUM_SUFFIX}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(f"{checksum}  {os.path.basename(path)}\n")
+    os.replace(temporary, path + CHECKSUM_SUFFIX)
+    return checksum
+
+
+def verify_checksum(path, expected, architecture):
+    """Checks a cached converted file against the pinned SHA-256 (``expected``) and the one written at
+    conversion; a mismatch is a ``ChecksumError`` that says how to convert it again."""
+    actual = file_sha256(path)
+    sidecar = path + CHECKSUM_SUFFIX
+    written = None
+    if os.path.exists(sidecar):
+        with open(sidecar, encoding="utf-8") as f:
+            words = f.read().split()
+        written = words[0] if words else None
+    for source, wanted in (("the weights record", expected), (os.path.basename(sidecar), written)):
+        if wanted is not None and wanted != actual:
+            raise ChecksumError(
+                f"The converted weights {path} have SHA-256 {actual}, but {source} says {wanted}: the file is "
+                f"damaged or was replaced. Delete it (and {os.path.basename(sidecar)}); the next "
+                f"weights='imagenet' converts the Torch7 checkpoint again, or convert by hand: python -m "
+                f"keras_preresnet.convert {PRETRAINED[architecture]['torch_file']} {path}"
+            )
+    if written is None:
+        # A file copied into the cache by hand: trusted from now on.
+        write_checksum(path)
+    return actual
 
 
 def _keras_home():
@@ -79,10 +134,14 @@ def pretrained_weights(architecture="preact_resnet200", url=None):
     entry = _entry(architecture)
     keras_path = os.path.join(cache_dir(), entry["keras_file"])
     if os.path.exists(keras_path):
+        verify_checksum(keras_path, entry["sha256"], architecture)
         return keras_path
     t7_path = torch_checkpoint(architecture, url)
     try:
-        return convert.convert_file(t7_path, keras_path, architecture)
+        path = convert.convert_file(t7_path, keras_path, architecture)
+        write_checksum(path)
+        verify_checksum(path, entry["sha256"], architecture)
+        return path
     except ValueError as error:
         raise ValueError(
             f"The cached checkpoint {t7_path} could not be converted: {error} Delete it to download it again."
