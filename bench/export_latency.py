@@ -28,7 +28,8 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 import export  # noqa: E402
-from export import exporter, images, onnx, saved_model, tflite  # noqa: E402
+import keras_preresnet  # noqa: E402
+from export import images, onnx, saved_model, tflite  # noqa: E402
 from keras_preresnet.datasets import load_cifar  # noqa: E402
 
 import export_testing  # noqa: E402
@@ -105,7 +106,7 @@ def main(argv):
         fns = runtimes(servable, result, "")
         parity_rows = {r.artifact: r for r in result.reports}
         if FLAGS.fold_batchnorm:
-            folded = export.Servable(exporter.fold(servable.model), servable.name, servable.labels,
+            folded = export.Servable(keras_preresnet.fold_batchnorm(servable.model), servable.name, servable.labels,
                                      servable.preprocessing)
             folded_result = export.export_model(servable, os.path.join(tmp, "folded"), fold_batchnorm=True, **common)
             fns.update(runtimes(folded, folded_result, "+fold"))

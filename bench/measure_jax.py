@@ -22,7 +22,7 @@ def _keras_preresnet_model(keras, workload, image_size, fold_batchnorm):
         input_shape=(image_size, image_size, 3),
         classes=workload["classes"],
         classifier_activation=None,
-        blocks=wl.blocks(workload),
+        units_per_stage=wl.blocks(workload),
     )
     folded = False
     if workload["mode"] == "infer" and fold_batchnorm and hasattr(keras_preresnet, "fold_batchnorm"):

@@ -48,9 +48,32 @@ def format_base(out, name, fmt):
     return os.path.join(os.fspath(out), name + FORMAT_SUFFIX[fmt])
 
 
-def fold(model):
-    """The inference copy of ``model`` with BatchNorm folded into the convolutions it follows."""
-    return keras_preresnet.fold_batchnorm(model)
+def _check_formats(formats, quantize, calibration_data):
+    formats = _check_list("formats", formats, FORMATS)
+    quantize = _check_list("quantize", quantize, tflite.QUANTIZED)
+    if not formats:
+        raise ValueError("`formats` is empty; choose at least one of " + ", ".join(FORMATS) + ".")
+    if quantize and "tflite" not in formats:
+        raise ValueError(f"Quantised variants {list(quantize)} are TFLite models; add 'tflite' to the formats.")
+    if "int8" in quantize and calibration_data is None:
+        raise ValueError("int8 quantisation needs a representative dataset: pass calibration_data (--calibration_data DIR).")
+    return formats, quantize
+
+
+def _image_files(parity_data, calibration_data, parity_images, calibration_images):
+    """The parity images (by default the calibration folder's) and the calibration images, or None."""
+    calibration_files = (
+        images.list_images(calibration_data, calibration_images, "calibration") if calibration_data is not None else None
+    )
+    if parity_data is None and calibration_data is None:
+        raise ValueError(
+            "Parity is measured on real images: pass parity_data (--parity_data DIR of JPEG/PNG images) "
+            "or calibration_data."
+        )
+    parity_files = images.list_images(
+        parity_data if parity_data is not None else calibration_data, parity_images, "parity"
+    )
+    return parity_files, calibration_files
 
 
 def export_model(
@@ -86,25 +109,8 @@ def export_model(
         ``ExportResult``. Raises ``parity.ParityError`` (publishing nothing) if a float artifact
         differs from Keras by more than ``parity.FLOAT_TOLERANCE``.
     """
-    formats = _check_list("formats", formats, FORMATS)
-    quantize = _check_list("quantize", quantize, tflite.QUANTIZED)
-    if not formats:
-        raise ValueError("`formats` is empty; choose at least one of " + ", ".join(FORMATS) + ".")
-    if quantize and "tflite" not in formats:
-        raise ValueError(f"Quantised variants {list(quantize)} are TFLite models; add 'tflite' to the formats.")
-    if "int8" in quantize and calibration_data is None:
-        raise ValueError("int8 quantisation needs a representative dataset: pass calibration_data (--calibration_data DIR).")
-    calibration_files = (
-        images.list_images(calibration_data, calibration_images, "calibration") if calibration_data is not None else None
-    )
-    if parity_data is None and calibration_data is None:
-        raise ValueError(
-            "Parity is measured on real images: pass parity_data (--parity_data DIR of JPEG/PNG images) "
-            "or calibration_data."
-        )
-    parity_files = images.list_images(
-        parity_data if parity_data is not None else calibration_data, parity_images, "parity"
-    )
+    formats, quantize = _check_formats(formats, quantize, calibration_data)
+    parity_files, calibration_files = _image_files(parity_data, calibration_data, parity_images, calibration_images)
     bases = {fmt: format_base(out, servable.name, fmt) for fmt in formats}
     version = versions.next_version(bases.values()) if version is None else versions.check_version(version)
 
@@ -117,7 +123,7 @@ def export_model(
         reference = servable.model.predict(preprocessed, verbose=0)
         exported = servable
         if fold_batchnorm:
-            exported = dataclasses.replace(servable, model=fold(servable.model))
+            exported = dataclasses.replace(servable, model=keras_preresnet.fold_batchnorm(servable.model))
         reports = _write_all(exported, staged, quantize, parity_files, preprocessed, reference, calibration_files, log)
         log(parity.format_table(reports))
         parity.check(reports)

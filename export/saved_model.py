@@ -11,7 +11,7 @@ class ids, best first, k = min(5, classes)) and ``labels`` ``string [batch, k]``
 
 The SavedModel is a ``tf.Module`` that tracks the model's TensorFlow variables (``v.value``) and whose
 functions close over the Keras model. Tracking the variables is what keeps a converted TFLite model from
-being all NaN (SPEC §5); not tracking the Keras model itself is what stores each weight once:
+being all NaN (docs/export.md); not tracking the Keras model itself is what stores each weight once:
 ``keras.export.ExportArchive`` (and a module holding the model as an attribute) writes every variable
 twice, once per Python wrapper, doubling the files and the memory of the server that restores them.
 """

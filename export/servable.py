@@ -72,7 +72,8 @@ class Servable:
 
 def _from_run(model_dir, labels, preprocessing_name, name):
     model, record = runs.build_from_run(model_dir)
-    architecture = record["network"].get("architecture")
+    network = record["network"]
+    architecture = models.named_architecture(network["depth"], network["unit"], network["layout"], network["form"])
     default_name = models.public_name(architecture) if architecture else os.path.basename(os.path.normpath(model_dir))
     return Servable(model, name or default_name, tuple(labels or runs.labels(record)),
                     preprocessing_name or record["preprocessing"]["name"])

@@ -5,7 +5,7 @@ returns class probabilities, except ``int8``, which is integer end to end: its i
 int8 tensors with the scale and zero point stored in the model (``keras_preresnet.runtimes.LiteRTModel``,
 which runs them, applies them).
 Conversion starts from the probabilities-only SavedModel of ``export.saved_model``, whose module tracks
-the model's variables (without that, TFLite outputs are all NaN, SPEC §5).
+the model's variables (without that, TFLite outputs are all NaN, docs/export.md).
 """
 
 import numpy as np

@@ -4,22 +4,35 @@
 """
 
 import argparse
+import os
 import sys
 
-from keras_preresnet import console
-from keras_preresnet.pretrained.converter import DEFAULT_ARCHITECTURE, convert_file
+from keras_preresnet import console, models
+from keras_preresnet.pretrained import converter, weights
+
+
+def convert_file(t7_path, output_path, architecture=weights.DEFAULT_ARCHITECTURE, **build_kwargs):
+    """Converts a ``.t7`` checkpoint into a Keras weights file for ``architecture``.
+
+    The file is written only if the whole checkpoint converted; ``build_kwargs`` go to the builder
+    (e.g. ``use_bias=True``).
+    """
+    output_path = os.fspath(output_path)
+    if not output_path.endswith(".weights.h5"):
+        raise ValueError(f"The output must be a Keras weights file ending in '.weights.h5'; received {output_path!r}.")
+    model = models.build_named(architecture, weights=None, **build_kwargs)
+    converter.convert(t7_path, model)
+    return weights.save_weights_atomically(model, output_path)
 
 
 def main(argv=None):
-    from keras_preresnet import models
-
     parser = argparse.ArgumentParser(
         prog="python -m keras_preresnet.convert",
         description="Convert fb.resnet.torch's resnet-200.t7 (Torch7) into a Keras weights file.",
     )
     parser.add_argument("t7", help="the Torch7 checkpoint, e.g. resnet-200.t7")
     parser.add_argument("output", help="the Keras weights file to write, ending in .weights.h5")
-    parser.add_argument("--architecture", default=DEFAULT_ARCHITECTURE, choices=sorted(models.ARCHITECTURES),
+    parser.add_argument("--architecture", default=weights.DEFAULT_ARCHITECTURE, choices=sorted(models.ARCHITECTURES),
                         help="the Keras architecture to convert into (default: %(default)s)")
     parser.add_argument("--use-bias", action="store_true",
                         help="build the model with conv biases (needed only for non-zero biases without BN)")
@@ -30,7 +43,7 @@ def main(argv=None):
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output} (SHA-256 {weights.file_sha256(args.output)})")
     return 0
 
 

@@ -1,9 +1,13 @@
-"""Readers for the CIFAR-10/100 python-pickle batches (the layout of the original archives)."""
+"""The datasets the paper uses, as facts (classes, normalisation, image sizes) decided once, and readers
+for the CIFAR-10/100 python-pickle batches (the layout of the original archives)."""
 
+import dataclasses
 import os
 import pickle
 
 import numpy as np
+
+from keras_preresnet import defaults
 
 _CIFAR_FILES = {
     ("cifar10", "train"): ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)]),
@@ -15,6 +19,40 @@ _LABEL_KEYS = {"cifar10": "labels", "cifar100": "fine_labels"}
 
 # CIFAR-10's label names in label order (batches.meta of the original archive).
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """What the library knows of a dataset.
+
+    Attributes:
+        classes: number of classes.
+        mean, std: per-channel normalisation on the 0-255 scale.
+        image_size: the training and test crop.
+        eval_resize: the shorter side images are resized to before the centre ``image_size`` crop at
+            test time (fb.resnet.torch: 256 for 224 on ImageNet; CIFAR images are used as they are).
+        labels: class names in label order, where the library ships them.
+    """
+
+    classes: int
+    mean: tuple
+    std: tuple
+    image_size: int
+    eval_resize: int
+    labels: tuple = None
+
+    def eval_resize_for(self, image_size):
+        """The test-time shorter side for a crop of ``image_size``, keeping ``eval_resize / image_size``."""
+        return max(image_size, round(image_size * self.eval_resize / self.image_size))
+
+
+DATASETS = {
+    "cifar10": Dataset(10, defaults.CIFAR10_MEAN, defaults.CIFAR10_STD, 32, 32, CIFAR10_CLASSES),
+    "cifar100": Dataset(100, defaults.CIFAR100_MEAN, defaults.CIFAR100_STD, 32, 32),
+    "imagenet2012": Dataset(
+        1000, tuple(255 * m for m in defaults.IMAGENET_MEAN), tuple(255 * s for s in defaults.IMAGENET_STD), 224, 256
+    ),
+}
 
 
 def load_cifar(root, name="cifar10", split="train"):

@@ -1,4 +1,4 @@
-"""Numbers decided once for the whole package (SPEC §2-§3)."""
+"""Numbers decided once for the whole package (BatchNorm as fb.resnet.torch, the datasets' normalisation; docs/training.md)."""
 
 import keras
 
@@ -9,8 +9,6 @@ BN_MOMENTUM = 0.9
 # ImageNet normalisation of the released ResNet-200 (RGB in [0, 1]).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# ImageNet evaluation resizes the shorter side to 256 for a 224 crop; other crop sizes keep the ratio.
-IMAGENET_RESIZE_RATIO = 256 / 224
 
 # CIFAR normalisation on the 0-255 scale (per-channel mean and std of the training sets).
 CIFAR10_MEAN = (125.3, 123.0, 113.9)

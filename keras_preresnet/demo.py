@@ -13,11 +13,14 @@ import time
 
 from absl import app, flags
 
+CIFAR_DIR_ENV = "KERAS_PRERESNET_CIFAR_DIR"
+# The documented default (README): the project's shared data folder beside the checkout.
 _DEFAULT_CIFAR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-subset"
 
 flags.DEFINE_string("model", "PreActResNet164", "A named CIFAR builder, e.g. PreActResNet110, ResNet20.")
-flags.DEFINE_string("cifar_dir", os.environ.get("KERAS_PRERESNET_CIFAR_DIR", str(_DEFAULT_CIFAR)),
-                    "Folder holding cifar-10-batches-py (python pickles).")
+flags.DEFINE_string("cifar_dir", os.environ.get(CIFAR_DIR_ENV, str(_DEFAULT_CIFAR)),
+                    f"Folder holding cifar-10-batches-py (python pickles); default ${CIFAR_DIR_ENV}, else "
+                    "../shared/data/cifar-subset beside the checkout.")
 flags.DEFINE_integer("images", 256, "Test images to classify.", lower_bound=1)
 flags.DEFINE_integer("train_steps", 70, "SGD steps of batch 64 on the training images (0 to skip).",
                      lower_bound=0)
@@ -38,10 +41,13 @@ def main(argv):
     import numpy as np
 
     import keras_preresnet as kp
-    from keras_preresnet import datasets, defaults
+    from keras_preresnet import datasets
     from keras_preresnet.models import ARCHITECTURES, LAYOUTS
 
-    key = next((k for k in ARCHITECTURES if kp.models.public_name(k) == FLAGS.model), None)
+    try:
+        key = kp.models.resolve_architecture(FLAGS.model)
+    except ValueError:
+        key = None
     if key is None or ARCHITECTURES[key]["layout"] != "cifar":
         cifar = sorted(kp.models.public_name(k) for k, v in ARCHITECTURES.items() if v["layout"] == "cifar")
         raise app.UsageError(f"--model must be a CIFAR network, one of {cifar}; got {FLAGS.model!r}.")
@@ -56,10 +62,16 @@ def main(argv):
     print(f"  trainable parameters  {params:,}")
     print(f"  multiply-adds / image {kp.count_flops(model) / 1e6:,.1f} M at "
           f"{LAYOUTS['cifar']['default_size']}x{LAYOUTS['cifar']['default_size']}")
-    print(f"  paper's CIFAR-10 test error {spec['paper_error']}%")
+    print(f"  paper's CIFAR-10 test error {kp.models.PAPER_ERRORS.get((key, 'cifar10'), '-')}%")
 
+    if not os.path.isdir(FLAGS.cifar_dir):
+        raise app.UsageError(
+            f"No CIFAR-10 folder at {FLAGS.cifar_dir}: pass --cifar_dir=DIR (the folder holding "
+            f"cifar-10-batches-py) or set ${CIFAR_DIR_ENV}."
+        )
     x_test, y_test = datasets.load_cifar(FLAGS.cifar_dir, "cifar10", "test")
-    mean, std = np.array(defaults.CIFAR10_MEAN), np.array(defaults.CIFAR10_STD)
+    cifar10 = datasets.DATASETS["cifar10"]
+    mean, std = np.array(cifar10.mean), np.array(cifar10.std)
     normalize = lambda images: ((images.astype("float32") - mean) / std).astype("float32")  # noqa: E731
     x_test, y_test = normalize(x_test[: FLAGS.images]), y_test[: FLAGS.images]
     accuracy, speed = _accuracy(model, x_test, y_test)

@@ -34,27 +34,15 @@ def _folded_conv_weights(conv, bn):
     return [kernel * scale, bias * scale + shift]
 
 
-def _unit_weight_groups(unit):
-    """The unit's branch layers as ``[layer, bn]``: ``bn`` is the BN that folds into conv ``layer``, or None."""
-    groups = []
-    layers = iter(unit.branch_layers)
-    previous = None
-    for op in unit.branch_ops_:
-        if op != "relu":
-            layer = next(layers)
-            if op == "bn" and previous == "conv":
-                groups[-1][1] = layer
-            else:
-                groups.append([layer, None])
-        previous = op
-    return groups
-
-
 def _transfer_unit(source, target):
-    target_layers = iter(target.branch_layers)
-    for layer, bn in _unit_weight_groups(source):
-        new = next(target_layers)
-        new.set_weights(_folded_conv_weights(layer, bn) if bn is not None else layer.get_weights())
+    """Copies ``source``'s weights into its folded twin; the twin's ``'conv+bn'`` ops (decided by
+    ``ResidualUnit.branch_ops(folded=True)``) say which convolution takes the BatchNorm after it."""
+    source_layers = iter(source.branch_layers)
+    for op, new in target.branch_steps():
+        if op == "conv+bn":
+            new.set_weights(_folded_conv_weights(next(source_layers), next(source_layers)))
+        elif new is not None:
+            new.set_weights(next(source_layers).get_weights())
     if source.projection_conv is not None:
         if source.projection_norm is not None:
             weights = _folded_conv_weights(source.projection_conv, source.projection_norm)

@@ -3,7 +3,7 @@
 import os
 
 from keras_preresnet import preprocessing
-from keras_preresnet.datasets import CIFAR10_CLASSES
+from keras_preresnet.datasets import DATASETS
 
 
 def read_labels(path):
@@ -24,13 +24,19 @@ def read_labels(path):
     return tuple(labels)
 
 
-def default_labels(preprocessing_name, classes):
-    """The dataset's own class names where the class count matches it, else None."""
-    if preprocessing_name == "imagenet" and classes == preprocessing.NUM_CLASSES:
+def dataset_labels(dataset):
+    """The class names of a dataset of ``DATASETS`` in label order, or None where none ship."""
+    if dataset == "imagenet2012":
         return tuple(name for _, name in preprocessing.imagenet_classes())
-    if preprocessing_name == "cifar10" and classes == len(CIFAR10_CLASSES):
-        return CIFAR10_CLASSES
-    return None
+    return DATASETS[dataset].labels
+
+
+def default_labels(preprocessing_name, classes):
+    """The class names of the preprocessing's training set where the class count matches it, else None."""
+    if preprocessing_name not in preprocessing.PREPROCESSING:
+        return None
+    labels = dataset_labels(preprocessing.PREPROCESSING[preprocessing_name]["dataset"])
+    return labels if labels is not None and classes == len(labels) else None
 
 
 def parse_classes(value):

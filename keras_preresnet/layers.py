@@ -93,9 +93,10 @@ def _build_chain(layer, input_shape):
 
 
 class Shortcut(keras.layers.Layer):
-    """Base of the Fig. 2 shortcut types: ``combine(h(x), F(x))``.
+    """Base of the Fig. 2 shortcut types: ``combine(h, residual)`` of the shortcut path ``h = h(x)``
+    and the residual branch ``residual = F(x)``.
 
-    ``shortcut`` is the unit's input after dimension matching (option A/B/C); a shortcut type that
+    ``h`` is the unit's input after dimension matching (option A/B/C); a shortcut type that
     ``projects`` (the 1x1 conv shortcut) receives the raw input and matches dimensions itself.
     """
 
@@ -106,10 +107,10 @@ class Shortcut(keras.layers.Layer):
         self.filters = filters
         self.strides = strides
 
-    def build(self, shortcut_shape):
+    def build(self, h_shape):
         self.built = True
 
-    def call(self, shortcut, residual, training=None):
+    def call(self, h, residual, training=None):
         raise NotImplementedError
 
     def get_config(self):
@@ -122,8 +123,8 @@ class Shortcut(keras.layers.Layer):
 class IdentityShortcut(Shortcut):
     """Fig. 2(a): ``y = x + F(x)``."""
 
-    def call(self, shortcut, residual, training=None):
-        return shortcut + residual
+    def call(self, h, residual, training=None):
+        return h + residual
 
 
 @_register
@@ -135,8 +136,8 @@ class ConstantScalingShortcut(Shortcut):
         self.shortcut_scale = float(shortcut_scale)
         self.residual_scale = float(residual_scale)
 
-    def call(self, shortcut, residual, training=None):
-        return self.shortcut_scale * shortcut + self.residual_scale * residual
+    def call(self, h, residual, training=None):
+        return self.shortcut_scale * h + self.residual_scale * residual
 
     def get_config(self):
         config = super().get_config()
@@ -151,9 +152,9 @@ class _GatedShortcut(Shortcut):
         super().__init__(**kwargs)
         self.gate_bias = float(gate_bias)
 
-    def build(self, shortcut_shape):
+    def build(self, h_shape):
         self.gate = TorchConv2D(
-            shortcut_shape[-1],
+            h_shape[-1],
             1,
             use_bias=True,
             kernel_initializer=defaults.conv_initializer(),
@@ -161,7 +162,7 @@ class _GatedShortcut(Shortcut):
             name=f"{self.name}_gate",
             dtype=self.dtype_policy,
         )
-        self.gate.build(shortcut_shape)
+        self.gate.build(h_shape)
         self.built = True
 
     def get_config(self):
@@ -174,18 +175,18 @@ class _GatedShortcut(Shortcut):
 class ExclusiveGatingShortcut(_GatedShortcut):
     """Fig. 2(c): ``y = (1 - g(x)) * x + g(x) * F(x)``."""
 
-    def call(self, shortcut, residual, training=None):
-        g = ops.sigmoid(self.gate(shortcut))
-        return (1.0 - g) * shortcut + g * residual
+    def call(self, h, residual, training=None):
+        g = ops.sigmoid(self.gate(h))
+        return (1.0 - g) * h + g * residual
 
 
 @_register
 class ShortcutOnlyGatingShortcut(_GatedShortcut):
     """Fig. 2(d): ``y = (1 - g(x)) * x + F(x)``."""
 
-    def call(self, shortcut, residual, training=None):
-        g = ops.sigmoid(self.gate(shortcut))
-        return (1.0 - g) * shortcut + residual
+    def call(self, h, residual, training=None):
+        g = ops.sigmoid(self.gate(h))
+        return (1.0 - g) * h + residual
 
 
 @_register
@@ -194,15 +195,15 @@ class Conv1x1Shortcut(Shortcut):
 
     projects = True
 
-    def build(self, shortcut_shape):
+    def build(self, h_shape):
         self.conv = TorchConv2D(
             self.filters, 1, strides=self.strides, name=f"{self.name}_conv", dtype=self.dtype_policy
         )
-        self.conv.build(shortcut_shape)
+        self.conv.build(h_shape)
         self.built = True
 
-    def call(self, shortcut, residual, training=None):
-        return self.conv(shortcut) + residual
+    def call(self, h, residual, training=None):
+        return self.conv(h) + residual
 
 
 @_register
@@ -214,8 +215,8 @@ class DropoutShortcut(Shortcut):
         self.rate = float(rate)
         self.dropout = keras.layers.Dropout(self.rate)
 
-    def call(self, shortcut, residual, training=None):
-        return self.dropout(shortcut, training=training) + residual
+    def call(self, h, residual, training=None):
+        return self.dropout(h, training=training) + residual
 
     def get_config(self):
         config = super().get_config()
@@ -250,13 +251,39 @@ def check_choice(name, value, allowed):
     return value
 
 
+def apply_ops(steps, x, training=None):
+    """Runs an op sequence: ``steps`` are ``(op, layer)`` pairs, the one reading of the op names.
+
+    ``'conv'`` (and ``'conv+bn'``, a convolution with the BatchNorm after it folded in) calls its
+    convolution, ``'bn'`` its BatchNorm in training or inference mode, ``'relu'`` is ``max(x, 0)`` --
+    through its layer where the network names one, as a plain op where the layer is None.
+    """
+    for op, layer in steps:
+        if op == "relu":
+            x = ops.relu(x) if layer is None else layer(x)
+        elif op == "bn":
+            x = layer(x, training=training)
+        else:
+            x = layer(x)
+    return x
+
+
+def _steps(sequence, layers):
+    """Pairs each op of ``sequence`` with the next of ``layers``; a ReLU has no layer."""
+    layers = iter(layers)
+    return [(op, None if op == "relu" else next(layers)) for op in sequence]
+
+
 class ResidualUnit(keras.layers.Layer):
     """One residual unit ``x_next = f(h(x) + F(x))``.
 
-    Subclasses fix the order of BN, ReLU and convolution (Fig. 4) with two pieces of data:
-    ``per_conv`` is the op sequence around each convolution of F and ``trim`` how many ops the last
-    convolution drops; ``after_addition`` is f. Pre-activation units (whose F starts before its first
-    convolution) can share that pre-activation with the shortcut (``shortcut_from='preactivated'``).
+    A subclass is one activation order of Fig. 4, stated as op sequences in the order they run:
+    ``each_conv`` around every convolution of F but the last, ``last_conv`` around the last one,
+    ``after_addition`` f; and what it asks of the network around its units: ``stem_tail``, the ops
+    after the CIFAR stem's convolution, and ``head``, the ops before pooling (a pre-activation net ends
+    with the activation its last unit leaves out). ``order`` is its key in ``UNITS``. Pre-activation
+    units (whose F starts before its first convolution) can share that pre-activation with the
+    shortcut (``shortcut_from='preactivated'``).
 
     Args:
         filters: width of the unit (the inner width of a bottleneck).
@@ -275,9 +302,17 @@ class ResidualUnit(keras.layers.Layer):
             that convolution has a bias instead (see ``keras_preresnet.fold_batchnorm``).
     """
 
-    per_conv = ()
-    trim = 0
+    order = None
+    each_conv = ()
+    last_conv = ()
     after_addition = ()
+    stem_tail = ()
+    head = ()
+
+    @classmethod
+    def preactivates(cls):
+        """Whether F starts with an activation before its first convolution (Fig. 4(d), (e))."""
+        return cls.each_conv[0] != "conv"
 
     def __init__(
         self,
@@ -311,7 +346,7 @@ class ResidualUnit(keras.layers.Layer):
         self.projection_bn = bool(projection_bn)
         self.stride_position = check_choice("stride_position", stride_position, STRIDE_POSITIONS)
         self.shortcut_from = check_choice("shortcut_from", shortcut_from, SHORTCUT_SOURCES)
-        if self.shortcut_from == "preactivated" and self.per_conv[0] == "conv":
+        if self.shortcut_from == "preactivated" and not self.preactivates():
             raise ValueError(
                 f"{type(self).__name__} has no pre-activation to share: use shortcut_from='raw'."
             )
@@ -335,8 +370,7 @@ class ResidualUnit(keras.layers.Layer):
 
         With ``folded``, a BN that directly follows a convolution becomes part of it (``'conv+bn'``).
         """
-        ops_ = list(self.per_conv) * len(self.conv_specs())
-        ops_ = ops_[: len(ops_) - self.trim]
+        ops_ = list(self.each_conv) * (len(self.conv_specs()) - 1) + list(self.last_conv)
         if not folded:
             return ops_
         merged = []
@@ -347,6 +381,14 @@ class ResidualUnit(keras.layers.Layer):
                 merged.append(op)
         return merged
 
+    def branch_steps(self):
+        """F as ``(op, layer)`` pairs, for ``apply_ops``; a ReLU has no layer."""
+        return _steps(self.branch_ops_, self.branch_layers)
+
+    def after_addition_steps(self):
+        """f as ``(op, layer)`` pairs, for ``apply_ops``."""
+        return _steps(self.after_addition, self.after_layers)
+
     def _conv(self, filters, kernel, strides, name, bias=False):
         return TorchConv2D(
             filters, kernel, strides=strides, use_bias=self.use_bias or bias,
@@ -354,9 +396,19 @@ class ResidualUnit(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        in_channels = input_shape[-1]
+        shape = self._build_branch(tuple(input_shape))
+        self.after_layers = []
+        if "bn" in self.after_addition:
+            layer = batch_norm(f"{self.name}_out_bn", dtype=self.dtype_policy)
+            layer.build(shape)
+            self.after_layers.append(layer)
+        self._build_shortcut(tuple(input_shape), shape)
+        self.built = True
+
+    def _build_branch(self, shape):
+        """Creates the layers of F (names ``<unit>_preact_bn``, ``<unit>_<i>_conv``, ``<unit>_<i>_bn``);
+        returns the shape of F(x)."""
         specs = iter(self.conv_specs())
-        shape = tuple(input_shape)
         self.branch_ops_ = tuple(self.branch_ops(folded=self.fold_batchnorm))
         self.branch_layers = []
         n_conv = 0
@@ -368,23 +420,20 @@ class ResidualUnit(keras.layers.Layer):
                 layer = self._conv(
                     filters, kernel, strides, f"{self.name}_{n_conv}_conv", bias=op == "conv+bn"
                 )
-                shape = _build_chain(layer, shape)
                 bn_name = f"{n_conv}_bn"
             elif op == "bn":
                 layer = batch_norm(f"{self.name}_{bn_name}", dtype=self.dtype_policy)
-                shape = _build_chain(layer, shape)
             else:
                 continue
+            shape = _build_chain(layer, shape)
             self.branch_layers.append(layer)
         # Ops before the first convolution are the unit's pre-activation.
         self.n_preactivation = next(i for i, op in enumerate(self.branch_ops_) if op.startswith("conv"))
+        return shape
 
-        self.after_layers = []
-        if "bn" in self.after_addition:
-            layer = batch_norm(f"{self.name}_out_bn", dtype=self.dtype_policy)
-            layer.build(shape)
-            self.after_layers.append(layer)
-
+    def _build_shortcut(self, input_shape, residual_shape):
+        """Creates the dimension matching of h(x) (option A, B or C) and the Fig. 2 shortcut layer."""
+        in_channels = input_shape[-1]
         shortcut_cls = SHORTCUTS[self.shortcut_type]
         changes = self.strides != 1 or in_channels != self.output_filters
         self.projection_conv = self.projection_norm = None
@@ -409,22 +458,9 @@ class ResidualUnit(keras.layers.Layer):
             filters=self.output_filters, strides=self.strides, name=f"{self.name}_shortcut",
             dtype=self.dtype_policy, **self.shortcut_options,
         )
-        self.combine.build(input_shape if shortcut_cls.projects else shape)
-        self.built = True
+        self.combine.build(input_shape if shortcut_cls.projects else residual_shape)
 
     # -- forward ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _apply(sequence, layers, x, training):
-        """Runs the op names of ``sequence``, taking conv and BN layers from the iterator ``layers``."""
-        for op in sequence:
-            if op == "relu":
-                x = ops.relu(x)
-            elif op == "bn":
-                x = next(layers)(x, training=training)
-            else:
-                x = next(layers)(x)
-        return x
 
     def _match_dimensions(self, x, training):
         if self.combine.projects:
@@ -442,14 +478,13 @@ class ResidualUnit(keras.layers.Layer):
         return x
 
     def call(self, inputs, training=None):
-        layers = iter(self.branch_layers)
+        steps = self.branch_steps()
         n = self.n_preactivation
-        x = self._apply(self.branch_ops_[:n], layers, inputs, training)
-        shortcut_input = x if self.shortcut_from == "preactivated" else inputs
-        residual = self._apply(self.branch_ops_[n:], layers, x, training)
-        shortcut = self._match_dimensions(shortcut_input, training)
-        y = self.combine(shortcut, residual, training=training)
-        return self._apply(self.after_addition, iter(self.after_layers), y, training)
+        x = apply_ops(steps[:n], inputs, training)
+        h = self._match_dimensions(x if self.shortcut_from == "preactivated" else inputs, training)
+        residual = apply_ops(steps[n:], x, training)
+        y = self.combine(h, residual, training=training)
+        return apply_ops(self.after_addition_steps(), y, training)
 
     def compute_output_shape(self, input_shape):
         def down(size):
@@ -477,49 +512,65 @@ class ResidualUnit(keras.layers.Layer):
         return config
 
 
-@_register
+# Unit classes by their ``order``; a new activation order is one more class with ``@_unit``.
+UNITS = {}
+
+
+def _unit(cls):
+    UNITS[cls.order] = cls
+    return _register(cls)
+
+
+@_unit
 class OriginalUnit(ResidualUnit):
     """Fig. 4(a), the original unit: F = conv-BN-ReLU-conv-BN, ReLU after the addition."""
 
-    per_conv = ("conv", "bn", "relu")
-    trim = 1
+    order = "original"
+    each_conv = ("conv", "bn", "relu")
+    last_conv = ("conv", "bn")
     after_addition = ("relu",)
+    stem_tail = ("bn", "relu")
 
 
-@_register
+@_unit
 class BNAfterAdditionUnit(ResidualUnit):
     """Fig. 4(b): F = conv-BN-ReLU-conv, then BN and ReLU after the addition."""
 
-    per_conv = ("conv", "bn", "relu")
-    trim = 2
+    order = "bn_after_addition"
+    each_conv = ("conv", "bn", "relu")
+    last_conv = ("conv",)
     after_addition = ("bn", "relu")
+    stem_tail = ("bn", "relu")
 
 
-@_register
+@_unit
 class ReLUBeforeAdditionUnit(ResidualUnit):
     """Fig. 4(c): F = conv-BN-ReLU-conv-BN-ReLU, identity after the addition."""
 
-    per_conv = ("conv", "bn", "relu")
+    order = "relu_before_addition"
+    each_conv = ("conv", "bn", "relu")
+    last_conv = ("conv", "bn", "relu")
+    stem_tail = ("bn", "relu")
 
 
-@_register
+@_unit
 class ReLUOnlyPreActivationUnit(ResidualUnit):
-    """Fig. 4(d): F = ReLU-conv-BN-ReLU-conv-BN, identity after the addition."""
+    """Fig. 4(d): F = ReLU-conv-BN-ReLU-conv-BN, identity after the addition; the stem ends in BN
+    and the head adds the ReLU the last unit's sum has not had."""
 
-    per_conv = ("relu", "conv", "bn")
+    order = "relu_only_preactivation"
+    each_conv = ("relu", "conv", "bn")
+    last_conv = ("relu", "conv", "bn")
+    stem_tail = ("bn",)
+    head = ("relu",)
 
 
-@_register
+@_unit
 class FullPreActivationUnit(ResidualUnit):
-    """Fig. 4(e), full pre-activation: F = BN-ReLU-conv-BN-ReLU-conv, identity after the addition."""
+    """Fig. 4(e), full pre-activation: F = BN-ReLU-conv-BN-ReLU-conv, identity after the addition;
+    the stem is a bare convolution and the head adds the BN-ReLU the last sum has not had."""
 
-    per_conv = ("bn", "relu", "conv")
-
-
-UNITS = {
-    "original": OriginalUnit,
-    "bn_after_addition": BNAfterAdditionUnit,
-    "relu_before_addition": ReLUBeforeAdditionUnit,
-    "relu_only_preactivation": ReLUOnlyPreActivationUnit,
-    "full_preactivation": FullPreActivationUnit,
-}
+    order = "full_preactivation"
+    each_conv = ("bn", "relu", "conv")
+    last_conv = ("bn", "relu", "conv")
+    head = ("bn", "relu")

@@ -9,25 +9,28 @@ Layer names follow keras.applications (``conv1_conv``, ``conv3_block2``, ``post_
 ``predictions``), so weight files stay loadable.
 """
 
+import fnmatch
 import os
 
 import keras
 
 from keras_preresnet import layers as units
 from keras_preresnet import preprocessing
+from keras_preresnet.datasets import DATASETS
 from keras_preresnet.layers import TorchConv2D, batch_norm
+from keras_preresnet.pretrained import weights as weights_lib
 
 CIFAR = "cifar"
 IMAGENET = "imagenet"
 
-# Stage widths (inner widths of bottlenecks) and strides; ImageNet block counts (ResNet paper Table 1).
+# Stage widths (inner widths of bottlenecks) and strides; ImageNet units per stage (ResNet paper Table 1).
 LAYOUTS = {
-    CIFAR: dict(widths=(16, 32, 64), strides=(1, 2, 2), default_size=32, min_size=8, classes=10),
-    IMAGENET: dict(
-        widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), default_size=224, min_size=32, classes=1000
-    ),
+    CIFAR: dict(widths=(16, 32, 64), strides=(1, 2, 2), min_size=8,
+                default_size=DATASETS["cifar10"].image_size, classes=DATASETS["cifar10"].classes),
+    IMAGENET: dict(widths=(64, 128, 256, 512), strides=(1, 2, 2, 2), min_size=32,
+                   default_size=DATASETS["imagenet2012"].image_size, classes=DATASETS["imagenet2012"].classes),
 }
-IMAGENET_BLOCKS = {
+IMAGENET_UNITS = {
     18: ("basic", (2, 2, 2, 2)),
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
@@ -38,50 +41,59 @@ IMAGENET_BLOCKS = {
 # Convolutions per unit, and so the depth 2 + convs * units_per_stage * 3 of a CIFAR net.
 CONVS_PER_UNIT = {"basic": 2, "bottleneck": 3, "one_layer": 1}
 
-# What the network needs around its units for each order (Fig. 4): the CIFAR stem after its conv,
-# and the head before pooling. Pre-activation nets end with the activation their last unit skipped.
-STEM_TAIL = {
-    "original": ("bn", "relu"),
-    "bn_after_addition": ("bn", "relu"),
-    "relu_before_addition": ("bn", "relu"),
-    "relu_only_preactivation": ("bn",),
-    "full_preactivation": (),
-}
-HEAD = {
-    "original": (),
-    "bn_after_addition": (),
-    "relu_before_addition": (),
-    "relu_only_preactivation": ("relu",),
-    "full_preactivation": ("bn", "relu"),
-}
-PREACTIVATION_UNITS = ("relu_only_preactivation", "full_preactivation")
-
-# The named models: one line each. `paper_error` is the published test error in % (CIFAR-10
-# median of 5 runs unless noted; ImageNet top-1, single model) for the README's table.
+# The named models: one line each.
 ARCHITECTURES = {
-    "resnet20": dict(depth=20, unit="original", layout=CIFAR, paper_error="8.75"),
-    "resnet32": dict(depth=32, unit="original", layout=CIFAR, paper_error="7.51"),
-    "resnet44": dict(depth=44, unit="original", layout=CIFAR, paper_error="7.17"),
-    "resnet56": dict(depth=56, unit="original", layout=CIFAR, paper_error="6.97"),
-    "resnet110": dict(depth=110, unit="original", layout=CIFAR, paper_error="6.61"),
-    "resnet164": dict(depth=164, unit="original", layout=CIFAR, paper_error="5.93"),
-    "resnet1001": dict(depth=1001, unit="original", layout=CIFAR, paper_error="7.61"),
-    "resnet1202": dict(depth=1202, unit="original", layout=CIFAR, paper_error="7.93"),
-    "preact_resnet110": dict(depth=110, unit="full_preactivation", layout=CIFAR, paper_error="6.37"),
-    "preact_resnet164": dict(depth=164, unit="full_preactivation", layout=CIFAR, paper_error="5.46"),
-    "preact_resnet1001": dict(depth=1001, unit="full_preactivation", layout=CIFAR, paper_error="4.92"),
-    "resnet18": dict(depth=18, unit="original", layout=IMAGENET, paper_error="27.88"),
-    "resnet34": dict(depth=34, unit="original", layout=IMAGENET, paper_error="21.84"),
-    "resnet50": dict(depth=50, unit="original", layout=IMAGENET, paper_error="20.74"),
-    "resnet101": dict(depth=101, unit="original", layout=IMAGENET, paper_error="19.87"),
-    "resnet152": dict(depth=152, unit="original", layout=IMAGENET, paper_error="19.38"),
-    "resnet200": dict(depth=200, unit="original", layout=IMAGENET, paper_error="21.8"),
-    "preact_resnet18": dict(depth=18, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
-    "preact_resnet34": dict(depth=34, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
-    "preact_resnet50": dict(depth=50, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
-    "preact_resnet101": dict(depth=101, unit="full_preactivation", layout=IMAGENET, paper_error="-"),
-    "preact_resnet152": dict(depth=152, unit="full_preactivation", layout=IMAGENET, paper_error="21.1"),
-    "preact_resnet200": dict(depth=200, unit="full_preactivation", layout=IMAGENET, paper_error="20.7"),
+    "resnet20": dict(depth=20, unit="original", layout=CIFAR),
+    "resnet32": dict(depth=32, unit="original", layout=CIFAR),
+    "resnet44": dict(depth=44, unit="original", layout=CIFAR),
+    "resnet56": dict(depth=56, unit="original", layout=CIFAR),
+    "resnet110": dict(depth=110, unit="original", layout=CIFAR),
+    "resnet164": dict(depth=164, unit="original", layout=CIFAR),
+    "resnet1001": dict(depth=1001, unit="original", layout=CIFAR),
+    "resnet1202": dict(depth=1202, unit="original", layout=CIFAR),
+    "preact_resnet110": dict(depth=110, unit="full_preactivation", layout=CIFAR),
+    "preact_resnet164": dict(depth=164, unit="full_preactivation", layout=CIFAR),
+    "preact_resnet1001": dict(depth=1001, unit="full_preactivation", layout=CIFAR),
+    "resnet18": dict(depth=18, unit="original", layout=IMAGENET),
+    "resnet34": dict(depth=34, unit="original", layout=IMAGENET),
+    "resnet50": dict(depth=50, unit="original", layout=IMAGENET),
+    "resnet101": dict(depth=101, unit="original", layout=IMAGENET),
+    "resnet152": dict(depth=152, unit="original", layout=IMAGENET),
+    "resnet200": dict(depth=200, unit="original", layout=IMAGENET),
+    "preact_resnet18": dict(depth=18, unit="full_preactivation", layout=IMAGENET),
+    "preact_resnet34": dict(depth=34, unit="full_preactivation", layout=IMAGENET),
+    "preact_resnet50": dict(depth=50, unit="full_preactivation", layout=IMAGENET),
+    "preact_resnet101": dict(depth=101, unit="full_preactivation", layout=IMAGENET),
+    "preact_resnet152": dict(depth=152, unit="full_preactivation", layout=IMAGENET),
+    "preact_resnet200": dict(depth=200, unit="full_preactivation", layout=IMAGENET),
+}
+# Published test errors (%) by (architecture, dataset): CIFAR median of 5 runs (ResNet paper Table 6;
+# Identity Mappings paper Tables 2-4), ImageNet top-1 of a single model (ResNet paper Table 4,
+# Identity Mappings paper Table 5).
+PAPER_ERRORS = {
+    ("resnet20", "cifar10"): "8.75",
+    ("resnet32", "cifar10"): "7.51",
+    ("resnet44", "cifar10"): "7.17",
+    ("resnet56", "cifar10"): "6.97",
+    ("resnet110", "cifar10"): "6.61",
+    ("resnet164", "cifar10"): "5.93",
+    ("resnet1001", "cifar10"): "7.61",
+    ("resnet1202", "cifar10"): "7.93",
+    ("preact_resnet110", "cifar10"): "6.37",
+    ("preact_resnet164", "cifar10"): "5.46",
+    ("preact_resnet1001", "cifar10"): "4.92",
+    ("resnet18", "imagenet2012"): "27.88",
+    ("resnet34", "imagenet2012"): "21.84",
+    ("resnet50", "imagenet2012"): "20.74",
+    ("resnet101", "imagenet2012"): "19.87",
+    ("resnet152", "imagenet2012"): "19.38",
+    ("resnet200", "imagenet2012"): "21.8",
+    ("preact_resnet152", "imagenet2012"): "21.1",
+    ("preact_resnet200", "imagenet2012"): "20.7",
+    ("resnet164", "cifar100"): "25.16",
+    ("preact_resnet164", "cifar100"): "24.33",
+    ("resnet1001", "cifar100"): "27.82",
+    ("preact_resnet1001", "cifar100"): "22.71",
 }
 
 
@@ -89,14 +101,14 @@ def stage_plan(depth, layout, form=None):
     """Returns ``(form, units_per_stage)`` for a depth, e.g. ``('bottleneck', (18, 18, 18))`` for 164."""
     units.check_choice("layout", layout, LAYOUTS)
     if layout == IMAGENET:
-        if depth not in IMAGENET_BLOCKS:
+        if depth not in IMAGENET_UNITS:
             raise ValueError(
-                f"ImageNet ResNets exist for depths {sorted(IMAGENET_BLOCKS)}; received depth={depth!r}."
+                f"ImageNet ResNets exist for depths {sorted(IMAGENET_UNITS)}; received depth={depth!r}."
             )
-        default_form, blocks = IMAGENET_BLOCKS[depth]
+        default_form, units_per_stage = IMAGENET_UNITS[depth]
         if form not in (None, default_form):
             raise ValueError(f"ImageNet ResNet-{depth} is a {default_form} network; received form={form!r}.")
-        return default_form, blocks
+        return default_form, units_per_stage
     if form is None:
         # The paper's 164- and 1001-layer CIFAR nets are bottleneck nets (depth 9n+2); the others basic.
         form = "bottleneck" if depth >= 164 and (depth - 2) % 9 == 0 else "basic"
@@ -110,14 +122,15 @@ def stage_plan(depth, layout, form=None):
     return form, (n, n, n)
 
 
-def _check_blocks(blocks, layout):
+def _check_units_per_stage(units_per_stage, layout):
     stages = len(LAYOUTS[layout]["widths"])
-    blocks = tuple(blocks)
-    if len(blocks) != stages or not all(isinstance(b, int) and b >= 1 for b in blocks):
+    units_per_stage = tuple(units_per_stage)
+    if len(units_per_stage) != stages or not all(isinstance(n, int) and n >= 1 for n in units_per_stage):
         raise ValueError(
-            f"`blocks` must be {stages} positive integers for a {layout} ResNet; received blocks={blocks!r}."
+            f"`units_per_stage` must be {stages} positive integers for a {layout} ResNet; received "
+            f"units_per_stage={units_per_stage!r}."
         )
-    return blocks
+    return units_per_stage
 
 
 def _unit_settings(layout, unit, form):
@@ -125,8 +138,9 @@ def _unit_settings(layout, unit, form):
     if layout == CIFAR and form != "bottleneck":
         # ResNet paper Sec. 4.2: option A (parameter-free) shortcuts on CIFAR.
         return dict(projection="A", projection_bn=True, stride_position="first", first_unit_from="raw")
+    preactivation = units.UNITS[unit].preactivates()
     if layout == CIFAR:
-        if unit in PREACTIVATION_UNITS:
+        if preactivation:
             # The paper's CIFAR code: the widening unit pre-activates once and projects that.
             return dict(projection="B", projection_bn=False, stride_position="first",
                         first_unit_from="preactivated")
@@ -134,7 +148,7 @@ def _unit_settings(layout, unit, form):
     # ImageNet: pre-act nets follow the released fb.resnet.torch ResNet-200 (stride on the 3x3,
     # conv-BN projection of the raw input); original nets follow the ResNet paper's models, whose
     # stride sits on the first 1x1 (Table 1 FLOPs).
-    stride = "3x3" if unit in PREACTIVATION_UNITS else "first"
+    stride = "3x3" if preactivation else "first"
     return dict(projection="B", projection_bn=True, stride_position=stride, first_unit_from="raw")
 
 
@@ -159,16 +173,34 @@ def _input_shape(input_shape, layout, include_top, weights):
     return shape
 
 
+def resolve_architecture(name):
+    """``'PreActResNet200'`` or ``'preact_resnet200'`` (any case) -> ``'preact_resnet200'``, a key of ``ARCHITECTURES``."""
+    by_name = {key.lower(): key for key in ARCHITECTURES}
+    by_name.update({public_name(key).lower(): key for key in ARCHITECTURES})
+    key = by_name.get(str(name).lower())
+    if key is None:
+        known = ", ".join(public_name(key) for key in ARCHITECTURES)
+        raise ValueError(f"Unknown model {name!r}; known models: {known}.")
+    return key
+
+
+def named_architecture(depth, unit, layout, form=None):
+    """The key of ``ARCHITECTURES`` with this structure (and the depth's own unit form), or None."""
+    for key, spec in ARCHITECTURES.items():
+        if (spec["depth"], spec["unit"], spec["layout"]) == (depth, unit, layout):
+            return key if form in (None, stage_plan(depth, layout)[0]) else None
+    return None
+
+
 def _check_weights(weights, include_top, classes, classifier_activation, architecture):
     if weights is None:
         return
     if weights == "imagenet":
-        from keras_preresnet.pretrained import weights as weights_lib
-
         if architecture not in weights_lib.PRETRAINED:
             raise ValueError(
-                f"No ImageNet weights are published for {architecture or 'this architecture'}; "
-                f"they exist for {sorted(weights_lib.PRETRAINED)}. Use weights=None or a weights file."
+                f"No ImageNet weights are published for {architecture or 'this structure'}; "
+                f"they exist for {sorted(weights_lib.PRETRAINED)} as built by their named builders. "
+                "Use weights=None or a weights file."
             )
         if include_top and classes != 1000:
             raise ValueError(
@@ -210,12 +242,62 @@ def _preprocessing_layer(include_preprocessing, layout, classes, input_shape):
     return preprocessing.ImagePreprocessing(name, height, name="preprocessing")
 
 
-def _apply_ops(sequence, x, prefix, dtype=None):
-    for op in sequence:
-        if op == "bn":
-            x = batch_norm(f"{prefix}_bn")(x)
-        else:
-            x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
+def _apply_ops(sequence, x, prefix):
+    """Stem and head ops as named layers (``<prefix>_bn``, ``<prefix>_relu``)."""
+    steps = [(op, batch_norm(f"{prefix}_bn") if op == "bn" else keras.layers.ReLU(name=f"{prefix}_relu"))
+             for op in sequence]
+    return units.apply_ops(steps, x)
+
+
+def stem(x, layout, unit_cls, conv_options):
+    """The first convolution and what follows it: ImageNet conv-BN-ReLU-max-pool (ResNet paper
+    Table 1), CIFAR a 3x3 convolution and the unit order's ``stem_tail``."""
+    if layout == IMAGENET:
+        x = TorchConv2D(64, 7, strides=2, name="conv1_conv", **conv_options)(x)
+        x = _apply_ops(("bn", "relu"), x, "conv1")
+        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        return keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    x = TorchConv2D(16, 3, name="conv1_conv", **conv_options)(x)
+    return _apply_ops(unit_cls.stem_tail, x, "conv1")
+
+
+def stages(x, layout, unit_cls, form, units_per_stage, settings, unit_options):
+    """The residual units, stage by stage (``conv<stage>_block<unit>``); the first unit of a stage
+    changes the width and stride."""
+    widths, strides = LAYOUTS[layout]["widths"], LAYOUTS[layout]["strides"]
+    for stage, (width, stride, units) in enumerate(zip(widths, strides, units_per_stage)):
+        for j in range(units):
+            first = j == 0
+            x = unit_cls(
+                width,
+                strides=stride if first else 1,
+                form=form,
+                projection=settings["projection"],
+                projection_bn=settings["projection_bn"],
+                stride_position=settings["stride_position"],
+                shortcut_from=settings["first_unit_from"] if first else "raw",
+                name=f"conv{stage + 2}_block{j + 1}",
+                **unit_options,
+            )(x)
+    return x
+
+
+def head(x, unit_cls, include_top, pooling, classes, classifier_activation, kernel_regularizer):
+    """The unit order's ``head`` ops, then the classifier (``include_top``) or the chosen pooling."""
+    x = _apply_ops(unit_cls.head, x, "post")
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return keras.layers.Dense(
+            classes,
+            activation=classifier_activation,
+            kernel_regularizer=kernel_regularizer,
+            name="predictions",
+            dtype=_classifier_dtype(),
+        )(x)
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
     return x
 
 
@@ -244,8 +326,7 @@ def build_resnet(
     name=None,
     kernel_regularizer=None,
     use_bias=False,
-    blocks=None,
-    architecture=None,
+    units_per_stage=None,
     include_preprocessing=False,
 ):
     """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
@@ -266,22 +347,26 @@ def build_resnet(
             as in ``keras.applications``. ``weights`` is None, ``'imagenet'`` or a weights file.
         kernel_regularizer: regulariser of every convolution and classifier kernel (weight decay).
         use_bias: give every convolution a bias.
-        blocks: units per stage, overriding the depth's (e.g. ``(1, 1, 1, 1)`` for a shallow
+        units_per_stage: units per stage, overriding the depth's (e.g. ``(1, 1, 1, 1)`` for a shallow
             ImageNet-layout net in tests); the depth still picks the unit form.
-        architecture: the named architecture this is (e.g. ``'preact_resnet200'``), used to find
-            pretrained weights.
         include_preprocessing: True (the layout's training set: ImageNet, or CIFAR-10/100 by
             ``classes``), ``'imagenet'``, ``'cifar10'`` or ``'cifar100'``: the model takes raw RGB
             images (0-255, any size, ``[batch, None, None, 3]``) and brings them to ``input_shape``
             (default: the layout's size) with ``keras_preresnet.preprocessing.preprocess``.
+
+    ``weights='imagenet'`` is found from the structure: it is accepted where depth, unit and layout
+    are those of a network in ``weights.PRETRAINED`` and nothing else departs from it.
     """
     units.check_choice("unit", unit, units.UNITS)
     units.check_choice("shortcut", shortcut, units.SHORTCUTS)
     units.check_choice("layout", layout, LAYOUTS)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
-    form, depth_blocks = stage_plan(depth, layout, form)
-    blocks = depth_blocks if blocks is None else _check_blocks(blocks, layout)
+    architecture = named_architecture(depth, unit, layout, form)
+    if (shortcut, shortcut_options, projection, units_per_stage, use_bias) != ("identity", None, None, None, False):
+        architecture = None  # pretrained weights are of the named structure only
+    form, depth_units = stage_plan(depth, layout, form)
+    units_per_stage = depth_units if units_per_stage is None else _check_units_per_stage(units_per_stage, layout)
     classes = LAYOUTS[layout]["classes"] if classes is None else classes
     if include_top and (not isinstance(classes, int) or classes < 1):
         raise ValueError(f"`classes` must be a positive integer; received classes={classes!r}.")
@@ -302,100 +387,32 @@ def build_resnet(
     else:
         img_input = input_tensor
 
-    x = img_input if preprocess is None else preprocess(img_input)
-    conv_options = dict(use_bias=use_bias, kernel_regularizer=kernel_regularizer)
-    if layout == IMAGENET:
-        x = TorchConv2D(64, 7, strides=2, name="conv1_conv", **conv_options)(x)
-        x = _apply_ops(("bn", "relu"), x, "conv1")
-        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-        x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    else:
-        x = TorchConv2D(16, 3, name="conv1_conv", **conv_options)(x)
-        x = _apply_ops(STEM_TAIL[unit], x, "conv1")
-
     unit_cls = units.UNITS[unit]
-    widths, strides = LAYOUTS[layout]["widths"], LAYOUTS[layout]["strides"]
-    for stage, (width, stride, count) in enumerate(zip(widths, strides, blocks)):
-        for j in range(count):
-            first = j == 0
-            x = unit_cls(
-                width,
-                strides=stride if first else 1,
-                form=form,
-                shortcut=shortcut,
-                shortcut_options=shortcut_options,
-                projection=settings["projection"],
-                projection_bn=settings["projection_bn"],
-                stride_position=settings["stride_position"],
-                shortcut_from=settings["first_unit_from"] if first else "raw",
-                name=f"conv{stage + 2}_block{j + 1}",
-                **conv_options,
-            )(x)
-    x = _apply_ops(HEAD[unit], x, "post")
-
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = keras.layers.Dense(
-            classes,
-            activation=classifier_activation,
-            kernel_regularizer=kernel_regularizer,
-            name="predictions",
-            dtype=_classifier_dtype(),
-        )(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    conv_options = dict(use_bias=use_bias, kernel_regularizer=kernel_regularizer)
+    x = stem(img_input if preprocess is None else preprocess(img_input), layout, unit_cls, conv_options)
+    x = stages(x, layout, unit_cls, form, units_per_stage, settings,
+               dict(shortcut=shortcut, shortcut_options=shortcut_options, **conv_options))
+    x = head(x, unit_cls, include_top, pooling, classes, classifier_activation, kernel_regularizer)
 
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    if name is None:
-        name = architecture or _default_name(unit, depth, layout)
-    model = keras.Model(inputs, x, name=name)
+    model = keras.Model(inputs, x, name=name or _default_name(unit, depth, layout))
 
     if weights is not None:
-        from keras_preresnet.pretrained import weights as weights_lib
-
-        weights_lib.load_into(model, weights, architecture=architecture, include_top=include_top)
+        weights_lib.load_into(model, weights, architecture)
     return model
 
 
 def _default_name(unit, depth, layout):
     prefix = {"original": "", "full_preactivation": "preact_"}.get(unit, f"{unit}_")
-    suffix = "" if layout == CIFAR or depth in IMAGENET_BLOCKS else f"_{layout}"
+    suffix = "" if layout == CIFAR or depth in IMAGENET_UNITS else f"_{layout}"
     return f"{prefix}resnet{depth}{suffix}"
 
 
-def build_named(
-    architecture,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=None,
-    classifier_activation="softmax",
-    name=None,
-    **kwargs,
-):
-    """Builds a model of ``ARCHITECTURES`` by its key, e.g. ``build_named('preact_resnet164')``."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}.")
-    spec = ARCHITECTURES[architecture]
-    return build_resnet(
-        spec["depth"],
-        unit=spec["unit"],
-        layout=spec["layout"],
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-        architecture=architecture,
-        **kwargs,
-    )
+def build_named(architecture, **kwargs):
+    """Builds a model of ``ARCHITECTURES`` by its key or public name, e.g. ``build_named('PreActResNet164')``;
+    ``kwargs`` are those of ``build_resnet``."""
+    spec = ARCHITECTURES[resolve_architecture(architecture)]
+    return build_resnet(spec["depth"], unit=spec["unit"], layout=spec["layout"], **kwargs)
 
 
 def _named(architecture, public_name):
@@ -413,8 +430,9 @@ def _named(architecture, public_name):
         **kwargs,
     ):
         return build_named(
-            architecture, include_top, weights, input_tensor, input_shape, pooling, classes,
-            classifier_activation, name, **kwargs,
+            architecture, include_top=include_top, weights=weights, input_tensor=input_tensor,
+            input_shape=input_shape, pooling=pooling, classes=classes,
+            classifier_activation=classifier_activation, name=name, **kwargs,
         )
 
     kind = "pre-activation" if spec["unit"] == "full_preactivation" else "original"
@@ -427,27 +445,12 @@ def _named(architecture, public_name):
     return builder
 
 
-def resolve_architecture(model_name):
-    """``'PreActResNet200'`` or ``'preact_resnet200'`` -> ``'preact_resnet200'`` (a key of ARCHITECTURES)."""
-    by_name = {key.lower(): key for key in ARCHITECTURES}
-    by_name.update({public_name(key).lower(): key for key in ARCHITECTURES})
-    key = by_name.get(str(model_name).lower())
-    if key is None:
-        known = ", ".join(public_name(key) for key in ARCHITECTURES)
-        raise ValueError(f"Unknown model {model_name!r}; known models: {known}.")
-    return key
-
-
 def list_models(filter=None, pretrained=False):
     """The named architectures (keys of ``ARCHITECTURES``, e.g. ``'preact_resnet200'``) in table order.
 
     ``filter`` is a shell pattern (``'preact_*'``); ``pretrained=True`` keeps those with published
     weights, whose records ``keras_preresnet.pretrained.weights.PRETRAINED`` holds.
     """
-    import fnmatch
-
-    from keras_preresnet.pretrained import weights as weights_lib
-
     names = list(ARCHITECTURES)
     if filter is not None:
         names = [name for name in names if fnmatch.fnmatch(name, str(filter).lower())]

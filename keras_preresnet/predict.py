@@ -140,11 +140,12 @@ def read_image(path):
 def crop_box(height, width, preprocessing_name, image_size):
     """``(top, left, height, width)`` of the original image the network sees after preprocessing."""
     from keras_preresnet import preprocessing
+    from keras_preresnet.datasets import DATASETS
 
     spec = preprocessing.PREPROCESSING[preprocessing_name]
     if spec["interpolation"] != "torch_bicubic":
         return 0, 0, height, width
-    scale = round(image_size * spec["resize_ratio"]) / min(height, width)
+    scale = DATASETS[spec["dataset"]].eval_resize_for(image_size) / min(height, width)
     side_h, side_w = min(height, round(image_size / scale)), min(width, round(image_size / scale))
     return (height - side_h + 1) // 2, (width - side_w + 1) // 2, side_h, side_w
 

@@ -1,12 +1,13 @@
 """Input preprocessing and prediction decoding, on every Keras backend or inside the model.
 
 fb.resnet.torch evaluates the released ResNet-200 on RGB images scaled to [0, 1]: the shorter side is
-resized to 256 with Torch7's bicubic ``image.scale``, the centre 224x224 is cropped, and every channel
-is normalised with ``defaults.IMAGENET_MEAN`` / ``defaults.IMAGENET_STD``. CIFAR nets see the image
-resized to the network's size and normalised with their training set's mean and std on the 0-255
-scale. Both are written in ``keras.ops``: the bicubic resize is two matrix products, so TensorFlow,
-JAX and PyTorch give the same numbers. Classes of ImageNet are the 1000 WordNet ids in sorted order;
-the index ships with the package (``data/imagenet_class_index.json``).
+resized with Torch7's bicubic ``image.scale``, the centre is cropped, and every channel is normalised;
+the sizes, mean and std are those of the checkpoint's record, ``weights.PRETRAINED['preact_resnet200']``
+(docs/pretrained.md). CIFAR nets see the image resized to the network's size and normalised with their
+training set's mean and std on the 0-255 scale (``datasets.DATASETS``). Both are written in
+``keras.ops``: the bicubic resize is two matrix products, so TensorFlow, JAX and PyTorch give the same
+numbers. Classes of ImageNet are the 1000 WordNet ids in sorted order; the index ships with the package
+(``data/imagenet_class_index.json``).
 """
 
 import functools
@@ -17,20 +18,25 @@ import os
 import keras
 import numpy as np
 
-from keras_preresnet import defaults
+from keras_preresnet.datasets import DATASETS
+from keras_preresnet.pretrained.weights import DEFAULT_ARCHITECTURE, PRETRAINED
 
 CLASS_INDEX_PATH = os.path.join(os.path.dirname(__file__), "data", "imagenet_class_index.json")
-NUM_CLASSES = 1000
+NUM_CLASSES = DATASETS["imagenet2012"].classes
+_RELEASED = PRETRAINED[DEFAULT_ARCHITECTURE]
 
-# How an RGB image on the 0-255 scale becomes network input, by training set: ``(x / scale - mean) / std``
-# per channel, after bringing the image to the network's size (``"torch_bicubic"``: shorter side to
-# ``round(size * resize_ratio)`` with Torch7's bicubic, then the centre crop; ``"bilinear"``:
-# antialiased bilinear resize straight to the size).
+# How an RGB image on the 0-255 scale becomes network input, by training set (``dataset``: the key of
+# ``DATASETS``): ``(x / scale - mean) / std`` per channel, after bringing the image to the network's
+# size (``"torch_bicubic"``: shorter side to the dataset's ``eval_resize_for(size)`` with Torch7's
+# bicubic, then the centre crop; ``"bilinear"``: antialiased bilinear resize straight to the size).
+# ImageNet keeps the released checkpoint's [0, 1] arithmetic, so results match its evaluation bit for bit.
 PREPROCESSING = {
-    "imagenet": dict(scale=255.0, mean=defaults.IMAGENET_MEAN, std=defaults.IMAGENET_STD,
-                     interpolation="torch_bicubic", resize_ratio=defaults.IMAGENET_RESIZE_RATIO),
-    "cifar10": dict(scale=1.0, mean=defaults.CIFAR10_MEAN, std=defaults.CIFAR10_STD, interpolation="bilinear"),
-    "cifar100": dict(scale=1.0, mean=defaults.CIFAR100_MEAN, std=defaults.CIFAR100_STD, interpolation="bilinear"),
+    "imagenet": dict(dataset="imagenet2012", scale=255.0, mean=_RELEASED.mean, std=_RELEASED.std,
+                     interpolation="torch_bicubic"),
+    "cifar10": dict(dataset="cifar10", scale=1.0, mean=DATASETS["cifar10"].mean, std=DATASETS["cifar10"].std,
+                    interpolation="bilinear"),
+    "cifar100": dict(dataset="cifar100", scale=1.0, mean=DATASETS["cifar100"].mean,
+                     std=DATASETS["cifar100"].std, interpolation="bilinear"),
 }
 _FLOAT_OR_INT = ("uint8", "int32", "int64", "float16", "bfloat16", "float32", "float64")
 
@@ -188,7 +194,7 @@ def _imagenet(x, image_size, resize_size):
     return _normalise(x, "imagenet")
 
 
-def preprocess_input(images, image_size=224, resize_size=256):
+def preprocess_input(images, image_size=_RELEASED.image_size, resize_size=_RELEASED.resize_size):
     """Prepares RGB images for the pretrained ResNet-200 exactly as its evaluation code did.
 
     Args:
@@ -224,15 +230,15 @@ def preprocess(images, preprocessing="imagenet", image_size=None):
     side to ``round(image_size * 256 / 224)`` and crops the centre (``preprocess_input``);
     ``'cifar10'`` / ``'cifar100'`` resize the image to ``image_size`` (antialiased bilinear; an image of
     that size is left as it is) and normalise with the training set's statistics. ``image_size``
-    defaults to 224 for ImageNet and 32 for CIFAR.
+    defaults to the dataset's (224 for ImageNet, 32 for CIFAR).
     """
     _check_preprocessing(preprocessing)
     spec = PREPROCESSING[preprocessing]
-    if image_size is None:
-        image_size = 224 if preprocessing == "imagenet" else 32
+    dataset = DATASETS[spec["dataset"]]
+    image_size = dataset.image_size if image_size is None else image_size
     _check_size("image_size", image_size, allow_none=False)
     if spec["interpolation"] == "torch_bicubic":
-        return preprocess_input(images, image_size, round(image_size * spec["resize_ratio"]))
+        return preprocess_input(images, image_size, dataset.eval_resize_for(image_size))
     x, single, numpy_input = _as_batch(images)
     if tuple(x.shape[1:3]) != (image_size, image_size):
         x = keras.ops.image.resize(x, (image_size, image_size), interpolation="bilinear", antialias=True)

@@ -13,8 +13,7 @@ RUN_JSON = "run.json"
 BEST_WEIGHTS = "best.weights.h5"
 LAST_WEIGHTS = "last.weights.h5"
 # build_resnet arguments a run records (``input_shape`` as ``image_size``).
-NETWORK_KEYS = ("depth", "unit", "shortcut", "shortcut_options", "layout", "form", "image_size", "classes",
-                "architecture")
+NETWORK_KEYS = ("depth", "unit", "shortcut", "shortcut_options", "layout", "form", "image_size", "classes")
 
 
 def network_record(**arguments):
@@ -71,5 +70,7 @@ def build_from_run(model_dir, **kwargs):
 
 def preprocessing_record(dataset, image_size):
     """The ``preprocessing`` entry of run.json for a training set name (``'imagenet2012'``, ``'cifar10'``...)."""
-    name = dataset if dataset in preprocessing.PREPROCESSING else "imagenet"
-    return dict(name=name, image_size=int(image_size))
+    names = {spec["dataset"]: name for name, spec in preprocessing.PREPROCESSING.items()}
+    if dataset not in names:
+        raise ValueError(f"No preprocessing is known for dataset {dataset!r}; known: {sorted(names)}.")
+    return dict(name=names[dataset], image_size=int(image_size))

@@ -1,4 +1,4 @@
-"""The Torch7 converter against synthetic checkpoints of the released ResNet-200 layout (SPEC §3).
+"""The Torch7 converter against synthetic checkpoints of the released ResNet-200 layout (docs/pretrained.md).
 
 Fast tests use reduced depths (every kind of unit: stride-1 and stride-2 projections, identity
 units); the slow test writes all 200 layers. Parity is measured against ``torch_reference``, an
@@ -27,7 +27,7 @@ torch.set_num_threads(2)
 
 
 def keras_model(blocks=BLOCKS, **kwargs):
-    return models.build_resnet(200, layout="imagenet", blocks=blocks, classifier_activation=None, **kwargs)
+    return models.build_resnet(200, layout="imagenet", units_per_stage=blocks, classifier_activation=None, **kwargs)
 
 
 def logits(model, images):
@@ -217,7 +217,7 @@ def test_reader_agrees_with_torchfile(tmp_path):
 
 
 def test_convert_file_writes_a_loadable_file_atomically(tmp_path, monkeypatch, images, released):
-    monkeypatch.setitem(models.IMAGENET_BLOCKS, 200, ("bottleneck", BLOCKS))
+    monkeypatch.setitem(models.IMAGENET_UNITS, 200, ("bottleneck", BLOCKS))
     path, reference = released
     out = tmp_path / "out" / "model.weights.h5"
     assert convert_cli.main([path, str(out)]) == 0
@@ -227,7 +227,7 @@ def test_convert_file_writes_a_loadable_file_atomically(tmp_path, monkeypatch, i
 
 
 def test_failed_conversion_leaves_no_output(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(models.IMAGENET_BLOCKS, 200, ("bottleneck", BLOCKS))
+    monkeypatch.setitem(models.IMAGENET_UNITS, 200, ("bottleneck", BLOCKS))
     path = write(tmp_path, prefix_bn_after_3x3=True)
     out = tmp_path / "out"
     out.mkdir()
@@ -241,7 +241,7 @@ def test_failed_conversion_leaves_no_output(tmp_path, monkeypatch, capsys):
 
 def test_output_must_be_a_keras_weights_file(tmp_path):
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
-        convert.convert_file(write(tmp_path), tmp_path / "model.h5")
+        convert_cli.convert_file(write(tmp_path), tmp_path / "model.h5")
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import pytest
 
 import export
 import export_testing
+import keras_preresnet
 import model_testing
 from export import exporter, parity, tflite
 
@@ -99,7 +100,7 @@ def test_interrupted_export_leaves_no_partial_artifact(servable, image_dirs, tmp
 
 def test_float_artifact_that_disagrees_is_not_published(servable, image_dirs, tmp_path, monkeypatch):
     other = export_testing.tiny_servable(seed=1).model
-    monkeypatch.setattr(exporter, "fold", lambda model: other)
+    monkeypatch.setattr(keras_preresnet, "fold_batchnorm", lambda model: other)
     with pytest.raises(parity.ParityError, match="Nothing was published"):
         export.export_model(servable, tmp_path, formats=("saved_model",), fold_batchnorm=True,
                             parity_data=image_dirs / "parity", parity_images=4, log=_quiet)
@@ -107,7 +108,7 @@ def test_float_artifact_that_disagrees_is_not_published(servable, image_dirs, tm
 
 
 def test_fold_batchnorm_export_matches_the_unfolded_keras_model(servable, image_dirs, tmp_path):
-    folded = exporter.fold(servable.model)
+    folded = keras_preresnet.fold_batchnorm(servable.model)
     assert len(model_testing.batch_norms(folded)) < len(model_testing.batch_norms(servable.model))
     result = export.export_model(servable, tmp_path, formats=("saved_model", "tflite"), fold_batchnorm=True,
                                  parity_data=image_dirs / "parity", log=_quiet)

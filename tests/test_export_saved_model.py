@@ -123,7 +123,7 @@ def test_saved_model_cli_run_serves_encoded_images(exported, tmp_path):
 
 
 def test_grpc_predict_request_of_the_docs_fits_the_signature(exported):
-    # No TF Serving binary can run here (SPEC §5); this builds the docs' gRPC PredictRequest with
+    # No TF Serving binary can run here; this builds the docs' gRPC PredictRequest with
     # tensorflow-serving-api and feeds its tensors to the signature the way the server maps them.
     predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2", reason="tensorflow-serving-api not installed")
     request = predict_pb2.PredictRequest()
@@ -142,7 +142,7 @@ def test_grpc_predict_request_of_the_docs_fits_the_signature(exported):
 
 
 def test_imagenet_model_preprocesses_in_the_graph_like_preprocess_input(tmp_path, cifar_dir):
-    model = keras_preresnet.build_resnet(18, layout="imagenet", input_shape=(64, 64, 3), blocks=(1, 1, 1, 1))
+    model = keras_preresnet.build_resnet(18, layout="imagenet", input_shape=(64, 64, 3), units_per_stage=(1, 1, 1, 1))
     labels = [name for _, name in preprocessing.imagenet_classes()]
     servable = servable_lib.Servable(model, "small", labels, "imagenet")
     files = export_testing.write_cifar_images(cifar_dir, tmp_path / "images", count=2, sizes=[(90, 120), (80, 80)])

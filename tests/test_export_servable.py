@@ -90,7 +90,7 @@ def test_cifar_preprocessing_resizes_other_sizes_to_the_model_input():
 
 def test_imagenet_preprocessing_is_the_packages_preprocess_input():
     servable = servable_lib.Servable(
-        keras_preresnet.build_resnet(18, layout="imagenet", input_shape=(64, 64, 3), blocks=(1, 1, 1, 1)),
+        keras_preresnet.build_resnet(18, layout="imagenet", input_shape=(64, 64, 3), units_per_stage=(1, 1, 1, 1)),
         "small", [name for _, name in preprocessing.imagenet_classes()], "imagenet",
     )
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)

@@ -32,7 +32,7 @@ def test_folded_model_matches_in_inference(unit, form, depth, left):
 
 
 def test_folding_the_imagenet_layout_with_projection_bn():
-    model = kp.build_resnet(50, layout="imagenet", blocks=(1, 1, 1, 1), input_shape=(64, 64, 3))
+    model = kp.build_resnet(50, layout="imagenet", units_per_stage=(1, 1, 1, 1), input_shape=(64, 64, 3))
     randomize_batchnorm(model)
     folded = kp.fold_batchnorm(model)
     assert folded.get_layer("conv1_conv").use_bias

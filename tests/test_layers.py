@@ -232,3 +232,26 @@ def test_conv_initialisation_is_he_normal_over_fan_out():
     conv.build((None, 8, 8, 128))
     std = float(np.std(_np(conv.kernel)))
     assert abs(std - np.sqrt(2.0 / (3 * 3 * 256))) < 0.05 * np.sqrt(2.0 / (3 * 3 * 256))
+
+
+def test_a_new_activation_order_is_one_class():
+    """A sixth order states its ops and joins UNITS; the builder, stem and head follow from the class."""
+    from keras_preresnet import models
+
+    @L._unit
+    class BNOnlyPreActivationUnit(L.ResidualUnit):
+        order = "test_bn_only_preactivation"
+        each_conv = ("bn", "conv")
+        last_conv = ("bn", "conv")
+        stem_tail = ()
+        head = ("bn",)
+
+    try:
+        model = models.build_resnet(8, unit="test_bn_only_preactivation", input_shape=(8, 8, 3))
+        unit = model.get_layer("conv2_block1")
+        assert unit.branch_ops_ == ("bn", "conv", "bn", "conv") and BNOnlyPreActivationUnit.preactivates()
+        names = [layer.name for layer in model.layers]
+        assert names[1:3] == ["conv1_conv", "conv2_block1"] and "post_bn" in names and "post_relu" not in names
+        assert model(np.ones((1, 8, 8, 3), "float32")).shape == (1, 10)
+    finally:
+        del L.UNITS["test_bn_only_preactivation"]

@@ -13,7 +13,7 @@ def trainable_params(model):
     return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
 
 
-# Exact values of the layouts (issue 2 / SPEC §2-§3).
+# Exact values of the layouts (the papers' Table 1 and the released ResNet-200).
 PARAMS = {
     "ResNet20": 269_722, "ResNet32": 464_154, "ResNet44": 658_586, "ResNet56": 853_018,
     "ResNet110": 1_727_962, "PreActResNet164": 1_703_258,
@@ -153,7 +153,7 @@ def test_layer_names_are_stable_and_readable():
 
 
 def test_released_resnet200_layout():
-    """SPEC §3: stride on the 3x3, conv-BN projection of the raw input, BN-ReLU opening every unit."""
+    """The released ResNet-200: stride on the 3x3, conv-BN projection of the raw input, BN-ReLU opening every unit."""
     model = kp.PreActResNet200()
     units = [l for l in model.layers if isinstance(l, L.FullPreActivationUnit)]
     assert [sum(1 for u in units if u.name.startswith(f"conv{s}_")) for s in (2, 3, 4, 5)] == [3, 24, 36, 3]
@@ -220,3 +220,19 @@ def test_kernel_regularizer_reaches_every_convolution_and_the_classifier():
     kernels = [l for l in model._flatten_layers(include_self=False, recursive=True)
                if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
     assert len(model.losses) == len(kernels) > 5
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(units_per_stage=(1, 1, 1, 1)), dict(shortcut="conv1x1"), dict(projection="C"), dict(use_bias=True),
+])
+def test_imagenet_weights_only_for_the_published_structure(kwargs):
+    """Pretrained weights are found from the structure; a ResNet-200 that departs from it has none."""
+    with pytest.raises(ValueError, match="No ImageNet weights are published for this structure"):
+        kp.build_resnet(200, layout="imagenet", weights="imagenet", **kwargs)
+
+
+def test_named_structure_is_found_without_its_name():
+    assert kp.models.named_architecture(200, "full_preactivation", "imagenet") == "preact_resnet200"
+    assert kp.models.named_architecture(164, "original", "cifar", "bottleneck") == "resnet164"
+    assert kp.models.named_architecture(164, "original", "cifar", "basic") is None
+    assert kp.models.named_architecture(200, "bn_after_addition", "imagenet") is None

@@ -1,5 +1,5 @@
-"""preprocess_input / preprocess / decode_predictions: fb.resnet.torch's evaluation transforms, on every
-backend and inside the model."""
+"""preprocess_input / preprocess / decode_predictions: fb.resnet.torch's evaluation transforms
+(docs/pretrained.md), on every backend and inside the model."""
 
 import os
 import subprocess
@@ -218,9 +218,9 @@ def test_model_with_preprocessing_takes_raw_images_of_any_size(cifar_dir, tmp_pa
 
 def test_imagenet_model_with_preprocessing_crops_to_its_input_shape(cifar_dir):
     images, _ = datasets.load_cifar(cifar_dir, "cifar10", "test")
-    model = kp.build_resnet(18, layout="imagenet", blocks=(1, 1, 1, 1), include_preprocessing=True,
+    model = kp.build_resnet(18, layout="imagenet", units_per_stage=(1, 1, 1, 1), include_preprocessing=True,
                             input_shape=(48, 48, 3), include_top=False, pooling="avg")
-    plain = kp.build_resnet(18, layout="imagenet", blocks=(1, 1, 1, 1), input_shape=(48, 48, 3),
+    plain = kp.build_resnet(18, layout="imagenet", units_per_stage=(1, 1, 1, 1), input_shape=(48, 48, 3),
                             include_top=False, pooling="avg")
     plain.set_weights(model.get_weights())
     layer = model.get_layer("preprocessing")

@@ -1,4 +1,4 @@
-"""Named configs and the recipes' schedules (SPEC §2-§3)."""
+"""Named configs and the recipes' schedules (docs/training.md)."""
 
 import pytest
 

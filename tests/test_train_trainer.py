@@ -99,10 +99,9 @@ def test_weight_decay_is_coupled_l2_on_every_trainable_weight(tmp_path, cifar_di
     run._set_frozen(0)
     images = tf.random.normal([64, 32, 32, 3])
     labels = tf.constant(np.arange(64) % 10, tf.int64)
-    with_decay, _, _ = run.compute_gradients(images, labels)
-    run.weight_decay = 0.0
-    run._make_steps()
-    without, _, _ = run.compute_gradients(images, labels)
+    with_decay, _, _ = trainer.compute_gradients(run.model, run.optimizer, images, labels, run.global_batch,
+                                                 run.weight_decay)
+    without, _, _ = trainer.compute_gradients(run.model, run.optimizer, images, labels, run.global_batch, 0.0)
     variables = run.model.trainable_variables
     names = {v.path for v in variables}
     assert any("gamma" in n for n in names) and any("beta" in n for n in names) and any("bias" in n for n in names)

@@ -5,6 +5,7 @@ the whole path -- builder, cache, download, conversion, cached file, loading -- 
 the real checkpoint.
 """
 
+import dataclasses
 import os
 import socket
 
@@ -31,7 +32,7 @@ def no_network(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def small_resnet200(monkeypatch, tmp_path):
-    monkeypatch.setitem(models.IMAGENET_BLOCKS, 200, ("bottleneck", BLOCKS))
+    monkeypatch.setitem(models.IMAGENET_UNITS, 200, ("bottleneck", BLOCKS))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.delenv(weights.URL_ENV, raising=False)
 
@@ -59,10 +60,10 @@ def test_imagenet_downloads_converts_caches_and_matches_reference(monkeypatch, c
     model = models.PreActResNet200(weights="imagenet", classifier_activation=None)
     np.testing.assert_allclose(logits(model, images), reference, atol=1e-4)
     cached = sorted(os.listdir(weights.cache_dir()))
-    assert cached == sorted([ENTRY["keras_file"], ENTRY["keras_file"] + weights.CHECKSUM_SUFFIX, ENTRY["torch_file"]])
+    assert cached == sorted([ENTRY.keras_file, ENTRY.keras_file + weights.CHECKSUM_SUFFIX, ENTRY.torch_file])
 
     # Later calls use the converted file alone.
-    os.remove(os.path.join(weights.cache_dir(), ENTRY["torch_file"]))
+    os.remove(os.path.join(weights.cache_dir(), ENTRY.torch_file))
     offline(monkeypatch)
     again = models.PreActResNet200(weights="imagenet", classifier_activation=None)
     np.testing.assert_allclose(logits(again, images), reference, atol=1e-4)
@@ -73,15 +74,15 @@ def test_offline_error_names_the_url_and_both_ways_out(monkeypatch):
     with pytest.raises(weights.WeightsUnavailableError) as info:
         models.PreActResNet200(weights="imagenet")
     message = str(info.value)
-    assert ENTRY["url"] in message
+    assert ENTRY.url in message
     assert weights.cache_dir() in message and "weights=<path" in message
-    assert not os.path.exists(os.path.join(weights.cache_dir(), ENTRY["keras_file"]))
+    assert not os.path.exists(os.path.join(weights.cache_dir(), ENTRY.keras_file))
 
 
 def test_checkpoint_put_into_the_cache_by_hand_is_used(monkeypatch, checkpoint, images):
     path, reference = checkpoint
     os.makedirs(weights.cache_dir())
-    os.symlink(path, os.path.join(weights.cache_dir(), ENTRY["torch_file"]))
+    os.symlink(path, os.path.join(weights.cache_dir(), ENTRY.torch_file))
     offline(monkeypatch)
     model = models.PreActResNet200(weights="imagenet", classifier_activation=None)
     np.testing.assert_allclose(logits(model, images), reference, atol=1e-4)
@@ -90,18 +91,18 @@ def test_checkpoint_put_into_the_cache_by_hand_is_used(monkeypatch, checkpoint, 
 def test_mirror_url_argument(checkpoint):
     path, _ = checkpoint
     cached = weights.torch_checkpoint("preact_resnet200", url="file://" + path)
-    assert cached == os.path.join(weights.cache_dir(), ENTRY["torch_file"])
+    assert cached == os.path.join(weights.cache_dir(), ENTRY.torch_file)
     assert open(cached, "rb").read() == open(path, "rb").read()
 
 
 def test_corrupt_cached_checkpoint_is_reported_and_nothing_is_cached(monkeypatch, checkpoint):
     os.makedirs(weights.cache_dir())
-    broken = os.path.join(weights.cache_dir(), ENTRY["torch_file"])
+    broken = os.path.join(weights.cache_dir(), ENTRY.torch_file)
     with open(broken, "wb") as f:
         f.write(open(checkpoint[0], "rb").read()[:100_000])
     with pytest.raises(ValueError, match=r"resnet-200.t7 could not be converted.*truncated.*Delete it"):
         models.PreActResNet200(weights="imagenet")
-    assert os.listdir(weights.cache_dir()) == [ENTRY["torch_file"]]
+    assert os.listdir(weights.cache_dir()) == [ENTRY.torch_file]
 
 
 def test_headless_pooled_model_at_320_takes_the_pretrained_features(monkeypatch, checkpoint, images):
@@ -129,26 +130,26 @@ def test_weights_path_accepts_t7_and_keras_files(tmp_path, checkpoint, images, k
 
 def test_keras_file_of_another_architecture_is_refused(tmp_path):
     path = str(tmp_path / "other.weights.h5")
-    models.build_resnet(200, layout="imagenet", blocks=(1, 1, 1, 1)).save_weights(path)
+    models.build_resnet(200, layout="imagenet", units_per_stage=(1, 1, 1, 1)).save_weights(path)
     with pytest.raises(ValueError, match="Could not load the weights file"):
         models.PreActResNet200(weights=path)
 
 
 def test_unknown_architecture_has_no_imagenet_weights():
     with pytest.raises(ValueError, match="preact_resnet200"):
-        weights.pretrained_weights("preact_resnet50")
+        weights.torch_checkpoint("preact_resnet50")
 
 
 def _converted(monkeypatch, checkpoint):
     monkeypatch.setenv(weights.URL_ENV, "file://" + checkpoint[0])
     models.PreActResNet200(weights="imagenet")
-    return os.path.join(weights.cache_dir(), ENTRY["keras_file"])
+    return os.path.join(weights.cache_dir(), ENTRY.keras_file)
 
 
 def test_converted_file_is_checked_against_its_sha256_on_load(monkeypatch, checkpoint, images):
     cached = _converted(monkeypatch, checkpoint)
     with open(cached + weights.CHECKSUM_SUFFIX) as f:
-        assert f.read() == f"{weights.file_sha256(cached)}  {ENTRY['keras_file']}\n"
+        assert f.read() == f"{weights.file_sha256(cached)}  {ENTRY.keras_file}\n"
     # Replaced by another network's weights of the same structure: loadable, but not what was converted.
     keras.utils.set_random_seed(3)
     models.PreActResNet200(classifier_activation=None).save_weights(cached)
@@ -156,7 +157,7 @@ def test_converted_file_is_checked_against_its_sha256_on_load(monkeypatch, check
         models.PreActResNet200(weights="imagenet")
     message = str(info.value)
     assert "damaged or was replaced" in message and weights.file_sha256(cached) in message
-    assert f"python -m keras_preresnet.convert {ENTRY['torch_file']} {cached}" in message
+    assert f"python -m keras_preresnet.convert {ENTRY.torch_file} {cached}" in message
     # Deleting it, as the message says, converts again.
     os.remove(cached)
     os.remove(cached + weights.CHECKSUM_SUFFIX)
@@ -166,10 +167,11 @@ def test_converted_file_is_checked_against_its_sha256_on_load(monkeypatch, check
 
 def test_pinned_sha256_in_the_record_is_checked(monkeypatch, checkpoint):
     cached = _converted(monkeypatch, checkpoint)
-    monkeypatch.setitem(ENTRY, "sha256", "0" * 64)
+    pinned = dataclasses.replace(ENTRY, sha256="0" * 64)
+    monkeypatch.setitem(weights.PRETRAINED, "preact_resnet200", pinned)
     with pytest.raises(weights.ChecksumError, match="the weights record says 0000"):
         models.PreActResNet200(weights="imagenet")
-    monkeypatch.setitem(ENTRY, "sha256", weights.file_sha256(cached))
+    monkeypatch.setitem(weights.PRETRAINED, "preact_resnet200", dataclasses.replace(ENTRY, sha256=weights.file_sha256(cached)))
     models.PreActResNet200(weights="imagenet")
 
 
@@ -186,5 +188,15 @@ def test_list_models_names_every_builder_and_those_with_weights():
 
     assert kp.list_models(pretrained=True) == sorted(weights.PRETRAINED) == ["preact_resnet200"]
     assert kp.list_models() == list(models.ARCHITECTURES)
-    assert kp.list_models("preact_resnet1*") == ["preact_resnet110", "preact_resnet164", "preact_resnet1001", "preact_resnet18",
-                                                 "preact_resnet101", "preact_resnet152"]
+    assert kp.list_models("preact_resnet1*") == [
+        "preact_resnet110", "preact_resnet164", "preact_resnet1001", "preact_resnet18", "preact_resnet101",
+        "preact_resnet152"]
+
+
+def test_weights_record_has_what_preprocessing_and_decoding_need():
+    cfg = weights.pretrained_cfg("preact_resnet200")
+    assert cfg["input_size"] == (3, 224, 224) and cfg["crop_pct"] == 224 / 256 and cfg["num_classes"] == 1000
+    assert cfg["url"] == ENTRY.url and cfg["top1_error"] == 21.66 and cfg["sha256"] is None
+    assert len(cfg["class_names"]) == 1000 and cfg["class_names"][0] == "tench"
+    with pytest.raises(ValueError, match="No ImageNet weights"):
+        weights.pretrained_cfg("resnet20")

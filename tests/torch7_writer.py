@@ -1,7 +1,7 @@
 """Test-only writer of Torch7 binary files, and synthetic checkpoints of the released ResNet-200 layout.
 
 The original ``resnet-200.t7`` cannot be downloaded on the test machines, so the tests write files with
-the same module classes, nesting and fields (SPEC §3): fb.resnet.torch's pre-activation bottleneck of
+the same module classes, nesting and fields (docs/pretrained.md): fb.resnet.torch's pre-activation bottleneck of
 the release (BN-ReLU at the start of every branch, conv-BN projection of the raw input, stride on the
 3x3), random weights and running statistics, all parameters optionally flattened into one shared
 storage as ``getParameters()`` leaves them.

@@ -1,6 +1,6 @@
 """An independent PyTorch implementation of the released fb.resnet.torch pre-activation ResNet-200.
 
-Written from SPEC §3 alone and sharing no code with ``keras_preresnet``: the network is PyTorch
+Written from the released checkpoint's layout (docs/pretrained.md) alone and sharing no code with ``keras_preresnet``: the network is PyTorch
 modules, the ``.t7`` is read with the PyPI ``torchfile`` package (not ``keras_preresnet.pretrained.torch7``), and
 conv biases are kept as biases (not folded), so it checks the converter's reading, mapping, layout
 transposes and bias folding all at once.

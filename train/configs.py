@@ -1,4 +1,4 @@
-"""The paper's experiments as named configs: a model, a dataset and a recipe each (SPEC §2-§3).
+"""The paper's experiments as named configs: a model, a dataset and a recipe each (docs/training.md).
 
 A ``Recipe`` is the optimiser and learning-rate schedule as a paper or its public code states it: in
 iterations at the reference batch size (the paper's CIFAR appendix: lr 0.1, /10 at 32k and 48k, stop at
@@ -18,7 +18,8 @@ import bisect
 import dataclasses
 import math
 
-from keras_preresnet.models import ARCHITECTURES, stage_plan
+from keras_preresnet.datasets import DATASETS
+from keras_preresnet.models import ARCHITECTURES, PAPER_ERRORS, stage_plan
 
 CIFAR_AUGMENTATION = "cifar"
 IMAGENET_AUGMENTATION = "imagenet"
@@ -82,13 +83,11 @@ class Config:
     unit: str
     layout: str
     recipe: str
-    architecture: str = None  # key of keras_preresnet.models.ARCHITECTURES when it is a named net
     form: str = None
     shortcut: str = "identity"
     shortcut_options: dict = None
     batch_size: int = 128
-    image_size: int = 32
-    eval_resize: int = 32
+    image_size: int = DATASETS["cifar10"].image_size
     augmentation: str = CIFAR_AUGMENTATION
     paper_error: str = "-"  # the published test error (%) this experiment reproduces
 
@@ -96,22 +95,8 @@ class Config:
         return hash(self.name)
 
 
-DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet2012": 1000}
 _DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
-# Published CIFAR-10/100 test errors (%) of the main comparisons (Table 3; ResNet-110 from Table 2).
-_PAPER_ERRORS = {
-    ("cifar10", "resnet110"): "6.61",
-    ("cifar10", "preact_resnet110"): "6.37",
-    ("cifar10", "resnet164"): "5.93",
-    ("cifar10", "preact_resnet164"): "5.46",
-    ("cifar10", "resnet1001"): "7.61",
-    ("cifar10", "preact_resnet1001"): "4.92",
-    ("cifar100", "resnet164"): "25.16",
-    ("cifar100", "preact_resnet164"): "24.33",
-    ("cifar100", "resnet1001"): "27.82",
-    ("cifar100", "preact_resnet1001"): "22.71",
-}
 # Table 1 (ResNet-110, original unit): shortcut types and their options, with the published errors.
 _SHORTCUT_ABLATIONS = {
     "constant_scaling_0.5": ("constant_scaling", {"shortcut_scale": 0.5, "residual_scale": 0.5}, "12.35"),
@@ -138,7 +123,7 @@ _UNIT_ABLATIONS = {
 _WARMUP_DEPTHS = (110, 1001)
 
 
-def _cifar_config(name, description, dataset, depth, unit, form=None, architecture=None, **kwargs):
+def _cifar_config(name, description, dataset, depth, unit, form=None, **kwargs):
     return Config(
         name=name,
         description=description,
@@ -147,7 +132,6 @@ def _cifar_config(name, description, dataset, depth, unit, form=None, architectu
         unit=unit,
         form=form,
         layout="cifar",
-        architecture=architecture,
         recipe="cifar_paper_warmup" if depth in _WARMUP_DEPTHS else "cifar_paper",
         **kwargs,
     )
@@ -172,8 +156,8 @@ def _build_configs():
             configs.append(_cifar_config(
                 f"{dataset}_{architecture}",
                 f"{_DATASET_NAMES[dataset]} {kind} ResNet-{spec['depth']} (Tables 2-4)",
-                dataset, spec["depth"], spec["unit"], _form(spec["depth"]), architecture,
-                paper_error=_PAPER_ERRORS.get((dataset, architecture), "-"),
+                dataset, spec["depth"], spec["unit"], _form(spec["depth"]),
+                paper_error=PAPER_ERRORS.get((architecture, dataset), "-"),
             ))
     for depth in (110, 164):
         for suffix, (shortcut, options, error) in _SHORTCUT_ABLATIONS.items():
@@ -203,8 +187,8 @@ def _build_configs():
             description=f"ImageNet {kind} ResNet-{spec['depth']} (fb.resnet.torch recipe"
                         f"{' of the released checkpoint' if architecture == 'preact_resnet200' else ''})",
             dataset="imagenet2012", depth=spec["depth"], unit=spec["unit"], layout="imagenet",
-            architecture=architecture, recipe="imagenet", batch_size=256, image_size=224, eval_resize=256,
-            augmentation=IMAGENET_AUGMENTATION, paper_error=spec["paper_error"],
+            recipe="imagenet", batch_size=256, image_size=DATASETS["imagenet2012"].image_size,
+            augmentation=IMAGENET_AUGMENTATION, paper_error=PAPER_ERRORS.get((architecture, "imagenet2012"), "-"),
         ))
     return {config.name: config for config in configs}
 

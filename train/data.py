@@ -4,7 +4,7 @@ Sources: TFDS ``cifar10`` / ``cifar100`` / ``imagenet2012`` (manual download dir
 CIFAR python-pickle batches, and image folders (``<split>/<class>/<image>``). Every source yields
 ``(image, label)`` where the image is a uint8 ``[H, W, 3]`` array or encoded bytes (JPEG/PNG/...).
 
-Augmentation (SPEC §2-§3), on the fly in the input pipeline:
+Augmentation (docs/training.md), on the fly in the input pipeline:
 
 * ``cifar``: per-channel normalisation, horizontal flip, 4-pixel zero padding and a random 32x32 crop
   (fb.resnet.torch's CIFAR order: the padding is zero *after* normalisation, i.e. the mean colour).
@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_preresnet import defaults
-from keras_preresnet.datasets import CIFAR10_CLASSES, load_cifar
+from keras_preresnet.datasets import DATASETS
+from keras_preresnet.datasets import load_cifar
 from keras_preresnet.preprocessing import preprocess_input
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -72,12 +73,10 @@ class Source:
 
 
 def _normalisation(dataset):
-    """Mean and std (0-255 scale) the images of ``dataset`` are normalised with."""
-    if dataset == "cifar100":
-        return defaults.CIFAR100_MEAN, defaults.CIFAR100_STD
-    if dataset == "cifar10":
-        return defaults.CIFAR10_MEAN, defaults.CIFAR10_STD
-    return tuple(255 * m for m in defaults.IMAGENET_MEAN), tuple(255 * s for s in defaults.IMAGENET_STD)
+    """Mean and std (0-255 scale) the images of ``dataset`` are normalised with; other datasets
+    (image folders) take ImageNet's."""
+    info = DATASETS.get(dataset, DATASETS["imagenet2012"])
+    return info.mean, info.std
 
 
 # ----------------------------------------------------------------------------------------- sources
@@ -89,7 +88,7 @@ def _cifar_pickle_source(data_dir, dataset, split):
         tf.data.Dataset.from_tensor_slices((images, labels)), len(labels),
         CIFAR_CLASSES[dataset], encoded=False,
         description=f"{dataset} {split} from the python-pickle batches in {data_dir}",
-        class_names=CIFAR10_CLASSES if dataset == "cifar10" else None,
+        class_names=DATASETS[dataset].labels,
     )
 
 

@@ -9,9 +9,13 @@
 import json
 import sys
 
+import numpy as np
+import tensorflow as tf
 from absl import app, flags
 
-from train import configs, data, distribute, network, reporting, trainer
+from keras_preresnet.datasets import DATASETS
+
+from train import configs, data, distribute, network, reporting
 
 
 def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=None, resize=None, split="test",
@@ -21,36 +25,88 @@ def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=Non
     strategy = strategy or distribute.make_strategy("auto")
     image_size = image_size or config.image_size
     if resize is None:
-        resize = max(image_size, round(image_size * config.eval_resize / config.image_size))
+        resize = DATASETS[config.dataset].eval_resize_for(image_size)
     test = data.load_source(data_dir, config.dataset, split, source=source, limit=limit)
-    classes = num_classes or configs.DATASET_CLASSES.get(config.dataset, test.num_classes)
+    classes = num_classes or DATASETS[config.dataset].classes
     if test.num_classes > classes:
         raise ValueError(f"The data has {test.num_classes} classes but the model has {classes}; set --num_classes.")
     transform = data.eval_transform(config.augmentation, config.dataset, image_size, resize, crop, test.encoded)
     batch = distribute.global_batch_size(strategy, batch_size)
     with strategy.scope():
         model = network.build_network(config, classes, depth=depth, image_size=image_size, init_weights=weights)
-    step = trainer.make_eval_step(model, strategy)
+    step = make_eval_step(model, strategy)
     iterator = iter(strategy.distribute_datasets_from_function(data.eval_dataset_fn(test, transform, batch)))
-    result = trainer.evaluate(step, iterator, data.padded_size(test.num_examples, batch) // batch)
+    result = evaluate(step, iterator, data.padded_size(test.num_examples, batch) // batch)
     result.update(crop=crop, image_size=image_size, resize=resize, split=split, weights=str(weights))
     return result
 
 
+def make_eval_step(model, strategy):
+    """A distributed step returning the weighted sums (loss, top-1 correct, top-5 correct, images).
+
+    Ten-crop batches ``[B, 10, H, W, 3]`` are scored by the mean softmax over the crops."""
+
+    def replica_eval(images, labels, weights):
+        crops = images.shape.rank == 5
+        if crops:
+            shape = tf.shape(images)
+            images = tf.reshape(images, tf.concat([[-1], shape[2:]], 0))
+        logits = tf.cast(model(images, training=False), tf.float32)
+        probabilities = tf.nn.softmax(logits)
+        if crops:
+            probabilities = tf.reduce_mean(tf.reshape(probabilities, [shape[0], 10, -1]), axis=1)
+        classes = probabilities.shape[-1]
+        labels = tf.cast(labels, tf.int32)
+        loss = -tf.math.log(tf.maximum(tf.gather(probabilities, labels, batch_dims=1), 1e-12))
+        top1 = tf.cast(tf.math.in_top_k(labels, probabilities, 1), tf.float32)
+        top5 = tf.cast(tf.math.in_top_k(labels, probabilities, min(5, classes)), tf.float32)
+        return tuple(tf.reduce_sum(v * weights) for v in (loss, top1, top5)) + (tf.reduce_sum(weights),)
+
+    @tf.function
+    def eval_step(iterator):
+        results = strategy.run(replica_eval, args=next(iterator))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in results]
+
+    return eval_step
+
+
+def evaluate(eval_step, iterator, steps):
+    """Runs ``steps`` of ``eval_step``; returns mean loss, top-1/top-5 error (%) and the image count."""
+    totals = np.zeros(4)
+    for _ in range(steps):
+        try:
+            totals += np.array([float(v) for v in eval_step(iterator)])
+        except tf.errors.InvalidArgumentError as error:
+            raise data.DataError(
+                f"Could not read a test image (corrupt or not an image?): {error.message.splitlines()[0]}"
+            ) from error
+    loss, top1, top5, count = totals
+    return {
+        "loss": loss / count,
+        "top1_error": 100 * (1 - top1 / count),
+        "top5_error": 100 * (1 - top5 / count),
+        "images": int(count),
+    }
+
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config", None, "Named config the weights belong to (see python -m train --list_configs).")
-flags.DEFINE_string("weights", None, "'imagenet' or a weights file (e.g. RUN/best.weights.h5).")
-flags.DEFINE_string("data_dir", None, "Folder of the data (as for python -m train).")
-flags.DEFINE_enum("data_source", "auto", data.SOURCES, "Kind of --data_dir; 'auto' detects it.")
-flags.DEFINE_enum("split", "test", ["train", "test"], "Split to evaluate ('test' is ImageNet's validation set).")
-flags.DEFINE_enum("crop", "center", data.EVAL_CROPS, "Single centre crop or the ten crops.")
-flags.DEFINE_integer("image_size", None, "Crop size (default: the config's, 224 on ImageNet).", lower_bound=1)
-flags.DEFINE_integer("resize", None, "Shorter side before cropping (default 256 for a 224 crop).", lower_bound=1)
-flags.DEFINE_integer("batch_size", 100, "Global batch size.", lower_bound=1)
-flags.DEFINE_integer("depth", None, "Depth the weights were trained with, if not the config's.", lower_bound=1)
-flags.DEFINE_integer("num_classes", None, "Classes of the weights' head, if not the dataset's.", lower_bound=1)
-flags.DEFINE_integer("examples", None, "Evaluate only the first N images.", lower_bound=1)
-flags.DEFINE_string("output", None, "Also write the result as JSON to this file.")
+
+
+def _define_flags():
+    """The command line's flags, defined only when it runs (``python -m train`` has flags of the same names)."""
+    flags.DEFINE_string("config", None, "Named config the weights belong to (see python -m train --list_configs).")
+    flags.DEFINE_string("weights", None, "'imagenet' or a weights file (e.g. RUN/best.weights.h5).")
+    flags.DEFINE_string("data_dir", None, "Folder of the data (as for python -m train).")
+    flags.DEFINE_enum("data_source", "auto", data.SOURCES, "Kind of --data_dir; 'auto' detects it.")
+    flags.DEFINE_enum("split", "test", ["train", "test"], "Split to evaluate ('test' is ImageNet's validation set).")
+    flags.DEFINE_enum("crop", "center", data.EVAL_CROPS, "Single centre crop or the ten crops.")
+    flags.DEFINE_integer("image_size", None, "Crop size (default: the config's, 224 on ImageNet).", lower_bound=1)
+    flags.DEFINE_integer("resize", None, "Shorter side before cropping (default 256 for a 224 crop).", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 100, "Global batch size.", lower_bound=1)
+    flags.DEFINE_integer("depth", None, "Depth the weights were trained with, if not the config's.", lower_bound=1)
+    flags.DEFINE_integer("num_classes", None, "Classes of the weights' head, if not the dataset's.", lower_bound=1)
+    flags.DEFINE_integer("examples", None, "Evaluate only the first N images.", lower_bound=1)
+    flags.DEFINE_string("output", None, "Also write the result as JSON to this file.")
 
 
 def main(argv):
@@ -78,4 +134,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

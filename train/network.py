@@ -20,7 +20,6 @@ def network_arguments(config, classes, *, depth=None, image_size=None):
         depth=depth, unit=config.unit, shortcut=config.shortcut, shortcut_options=config.shortcut_options,
         layout=config.layout, form=config.form, classes=classes,
         image_size=config.image_size if image_size is None else image_size,
-        architecture=config.architecture if depth == config.depth else None,
     )
 
 

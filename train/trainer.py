@@ -1,6 +1,6 @@
 """The training loop: one custom loop (``strategy.run``) for every strategy.
 
-Keras 3.15's ``model.fit`` fails under MultiWorkerMirroredStrategy (SPEC §5), so the trainer runs its
+Keras 3.15's ``model.fit`` fails under MultiWorkerMirroredStrategy (docs/training.md), so the trainer runs its
 own loop; OneDevice and Mirrored strategies use the same code.
 
 Optimisation is Torch's SGD as fb.resnet.torch (and the paper's public code) run it: momentum 0.9
@@ -25,7 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_preresnet import runs
+from keras_preresnet.datasets import DATASETS
+from keras_preresnet.pretrained.weights import save_weights_atomically
 from train import configs, data, distribute, network, reporting
+from train.evaluate import evaluate, make_eval_step
 
 CHECKPOINT_DIR = "checkpoints"
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -93,11 +96,22 @@ def _all_finite(variables):
     return all(np.all(np.isfinite(keras.ops.convert_to_numpy(v))) for v in variables)
 
 
-def _save_weights_atomically(model, path):
-    # Keras insists on the .weights.h5 suffix; the temporary keeps it.
-    temporary = path[: -len(".weights.h5")] + f".tmp-{os.getpid()}.weights.h5"
-    model.save_weights(temporary)
-    os.replace(temporary, path)
+def compute_gradients(model, optimizer, images, labels, global_batch, weight_decay, replicas=1):
+    """Gradients of one replica's share of the loss over the global batch, with weight decay as
+    ``wd/2 * ||w||^2`` on every trainable weight; returns ``(gradients, loss, wrong predictions)``."""
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        logits = tf.cast(model(images, training=True), tf.float32)
+        per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        loss = tf.reduce_sum(per_example) / global_batch
+        total = loss
+        if weight_decay:
+            l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables])
+            total = loss + 0.5 * weight_decay * l2 / replicas
+        scaled = optimizer.scale_loss(total)
+    grads = tape.gradient(scaled, variables)
+    wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != labels, tf.float32))
+    return grads, loss, wrong
 
 
 class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -163,7 +177,7 @@ class Trainer:
             )
         self.train_transform = data.train_transform(
             self.augmentation, config.dataset, self.image_size, self.train_source.encoded)
-        resize = max(self.image_size, round(self.image_size * config.eval_resize / config.image_size))
+        resize = DATASETS[config.dataset].eval_resize_for(self.image_size)
         self.eval_transform = data.eval_transform(
             self.augmentation, config.dataset, self.image_size, resize, "center", self.test_source.encoded)
 
@@ -173,7 +187,7 @@ class Trainer:
             self.model = network.build_network(
                 self.config, self.classes, depth=s.depth, image_size=self.image_size,
                 init_weights=s.init_weights,
-                init_classes=configs.DATASET_CLASSES.get(self.config.dataset) if s.init_weights else None,
+                init_classes=DATASETS[self.config.dataset].classes if s.init_weights else None,
             )
             optimizer = keras.optimizers.SGD(
                 learning_rate=StepSchedule(self.schedule.boundaries, self.schedule.values), momentum=self.recipe.momentum,
@@ -238,20 +252,8 @@ class Trainer:
         variables = model.trainable_variables
 
         def gradients(images, labels):
-            with tf.GradientTape() as tape:
-                logits = tf.cast(model(images, training=True), tf.float32)
-                per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-                loss = tf.reduce_sum(per_example) / global_batch
-                total = loss
-                if decay:
-                    l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables])
-                    total = loss + 0.5 * decay * l2 / replicas
-                scaled = optimizer.scale_loss(total)
-            grads = tape.gradient(scaled, variables)
-            wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != labels, tf.float32))
-            return grads, loss, wrong
+            return compute_gradients(model, optimizer, images, labels, global_batch, decay, replicas)
 
-        self.compute_gradients = gradients
         compute = tf.function(gradients, jit_compile=self.settings.xla)
 
         def replica_step(images, labels):
@@ -311,59 +313,22 @@ class Trainer:
         if self.chief:
             reporting.write_summary(self.work_dir, summary)
         else:
-            _save_weights_atomically(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
+            save_weights_atomically(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
         # Workers leave together: one that exits while another still writes looks like a crash to
         # the cluster's coordination service.
         self.sync_statistics()
         return summary
 
     def _train(self, step, rows, writers):
-        """Trains from ``step`` to the end of the schedule; returns the metrics rows."""
-        s = self.settings
+        """Trains from ``step`` to the end of the schedule, an epoch at a time; returns the metrics rows."""
         steps_per_epoch, total = self.schedule.steps_per_epoch, self.schedule.total_steps
         while step < total:
             epoch = step // steps_per_epoch
             start = step % steps_per_epoch
             steps = min(steps_per_epoch, total - epoch * steps_per_epoch)
             self._set_frozen(epoch)
-            iterator = self._distributed(data.train_dataset_fn(
-                self.train_source, self.train_transform, self.global_batch, steps, epoch, start, s.seed))
-            progress = (keras.utils.Progbar(steps, stateful_metrics=["loss", "error", "lr"])
-                        if s.progress and self.chief else None)
-            if progress:
-                print(f"Epoch {epoch + 1}/{self.schedule.epochs}", flush=True)
-            loss_sum = wrong_sum = 0.0
             epoch_start = time.time()
-            for i in range(start, steps):
-                try:
-                    loss, wrong = self.train_step(iterator)
-                except tf.errors.InvalidArgumentError as error:
-                    raise data.DataError(
-                        f"Could not read a training image from {s.data_dir!r} (corrupt or not an image?): "
-                        f"{error.message.splitlines()[0]}"
-                    ) from error
-                loss, wrong = float(loss), float(wrong)
-                step += 1
-                if not math.isfinite(loss):
-                    kept = self.manager.latest_checkpoint
-                    raise TrainingError(
-                        f"The training loss became {loss} at step {step} (epoch {epoch + 1}); stopping. "
-                        f"The last good checkpoint is kept: {kept or 'none was written yet'}. Lower "
-                        "--learning_rate, add a warm-up (--recipe) or check the data, then start again."
-                    )
-                loss_sum += loss
-                wrong_sum += wrong
-                lr = self.schedule.learning_rate(step - 1)
-                if progress:
-                    done = (i + 1 - start) * self.global_batch
-                    progress.update(i + 1, [("loss", loss_sum * self.global_batch / done),
-                                            ("error", 100 * wrong_sum / done), ("lr", lr)])
-                if writers:
-                    with writers[0].as_default(step=step):
-                        tf.summary.scalar("loss", loss)
-                        tf.summary.scalar("learning_rate", lr)
-                if s.checkpoint_steps and step % s.checkpoint_steps == 0 and i + 1 < steps:
-                    self._save()
+            step, loss_sum, wrong_sum, lr = self._train_epoch(epoch, start, steps, step, writers)
             seconds = time.time() - epoch_start
             done = steps - start
             self.sync_statistics()
@@ -389,6 +354,50 @@ class Trainer:
             self._epoch_end(rows, row, writers)
         return rows
 
+    def _train_epoch(self, epoch, start, steps, step, writers):
+        """Runs steps ``start..steps`` of ``epoch``; returns the global step, the summed loss and errors,
+        and the last learning rate."""
+        s = self.settings
+        iterator = self._distributed(data.train_dataset_fn(
+            self.train_source, self.train_transform, self.global_batch, steps, epoch, start, s.seed))
+        progress = (keras.utils.Progbar(steps, stateful_metrics=["loss", "error", "lr"])
+                    if s.progress and self.chief else None)
+        if progress:
+            print(f"Epoch {epoch + 1}/{self.schedule.epochs}", flush=True)
+        loss_sum = wrong_sum = 0.0
+        lr = None
+        for i in range(start, steps):
+            try:
+                loss, wrong = self.train_step(iterator)
+            except tf.errors.InvalidArgumentError as error:
+                raise data.DataError(
+                    f"Could not read a training image from {s.data_dir!r} (corrupt or not an image?): "
+                    f"{error.message.splitlines()[0]}"
+                ) from error
+            loss, wrong = float(loss), float(wrong)
+            step += 1
+            if not math.isfinite(loss):
+                kept = self.manager.latest_checkpoint
+                raise TrainingError(
+                    f"The training loss became {loss} at step {step} (epoch {epoch + 1}); stopping. "
+                    f"The last good checkpoint is kept: {kept or 'none was written yet'}. Lower "
+                    "--learning_rate, add a warm-up (--recipe) or check the data, then start again."
+                )
+            loss_sum += loss
+            wrong_sum += wrong
+            lr = self.schedule.learning_rate(step - 1)
+            if progress:
+                done = (i + 1 - start) * self.global_batch
+                progress.update(i + 1, [("loss", loss_sum * self.global_batch / done),
+                                        ("error", 100 * wrong_sum / done), ("lr", lr)])
+            if writers:
+                with writers[0].as_default(step=step):
+                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("learning_rate", lr)
+            if s.checkpoint_steps and step % s.checkpoint_steps == 0 and i + 1 < steps:
+                self._save()
+        return step, loss_sum, wrong_sum, lr
+
     def _summary_writers(self):
         if not self.chief:
             return None
@@ -399,10 +408,10 @@ class Trainer:
     def _epoch_end(self, rows, row, writers):
         if not self.chief:
             return
-        _save_weights_atomically(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
+        save_weights_atomically(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
         best = reporting.best_row(rows)
         if best is row:
-            _save_weights_atomically(self.model, os.path.join(self.work_dir, runs.BEST_WEIGHTS))
+            save_weights_atomically(self.model, os.path.join(self.work_dir, runs.BEST_WEIGHTS))
         reporting.write_metrics(self.work_dir, rows)
         with writers[1].as_default(step=row["step"]):
             for key in ("test_loss", "test_error", "test_top5_error"):
@@ -468,51 +477,3 @@ def make_sync_statistics(model, strategy):
         strategy.run(replica_sync)
 
     return sync if statistics else (lambda: None)
-
-
-def make_eval_step(model, strategy):
-    """A distributed step returning the weighted sums (loss, top-1 correct, top-5 correct, images).
-
-    Ten-crop batches ``[B, 10, H, W, 3]`` are scored by the mean softmax over the crops."""
-
-    def replica_eval(images, labels, weights):
-        crops = images.shape.rank == 5
-        if crops:
-            shape = tf.shape(images)
-            images = tf.reshape(images, tf.concat([[-1], shape[2:]], 0))
-        logits = tf.cast(model(images, training=False), tf.float32)
-        probabilities = tf.nn.softmax(logits)
-        if crops:
-            probabilities = tf.reduce_mean(tf.reshape(probabilities, [shape[0], 10, -1]), axis=1)
-        classes = probabilities.shape[-1]
-        labels = tf.cast(labels, tf.int32)
-        loss = -tf.math.log(tf.maximum(tf.gather(probabilities, labels, batch_dims=1), 1e-12))
-        top1 = tf.cast(tf.math.in_top_k(labels, probabilities, 1), tf.float32)
-        top5 = tf.cast(tf.math.in_top_k(labels, probabilities, min(5, classes)), tf.float32)
-        return tuple(tf.reduce_sum(v * weights) for v in (loss, top1, top5)) + (tf.reduce_sum(weights),)
-
-    @tf.function
-    def eval_step(iterator):
-        results = strategy.run(replica_eval, args=next(iterator))
-        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in results]
-
-    return eval_step
-
-
-def evaluate(eval_step, iterator, steps):
-    """Runs ``steps`` of ``eval_step``; returns mean loss, top-1/top-5 error (%) and the image count."""
-    totals = np.zeros(4)
-    for _ in range(steps):
-        try:
-            totals += np.array([float(v) for v in eval_step(iterator)])
-        except tf.errors.InvalidArgumentError as error:
-            raise data.DataError(
-                f"Could not read a test image (corrupt or not an image?): {error.message.splitlines()[0]}"
-            ) from error
-    loss, top1, top5, count = totals
-    return {
-        "loss": loss / count,
-        "top1_error": 100 * (1 - top1 / count),
-        "top5_error": 100 * (1 - top5 / count),
-        "images": int(count),
-    }

@@ -7,7 +7,7 @@ with every ``ResidualUnit`` opened into its branch and shortcut. Each pair must 
 stride, padding, channel counts and BatchNorm epsilon; any disagreement is a ``ConversionError`` naming
 the Torch module path and the Keras layer, raised before a single weight is assigned.
 
-Conv biases (SPEC §3): a bias followed by a BatchNorm is folded into its moving mean
+Conv biases (docs/pretrained.md): a bias followed by a BatchNorm is folded into its moving mean
 (``BN(x + b)`` with mean ``m`` equals ``BN(x)`` with mean ``m - b``); one with no BatchNorm after it
 is copied into a Keras conv that has a bias, dropped only if it is exactly zero, and otherwise refused.
 
@@ -16,7 +16,6 @@ The command line is ``python -m keras_preresnet.convert`` (``keras_preresnet/con
 
 import math
 import os
-import tempfile
 
 import keras
 import numpy as np
@@ -36,7 +35,6 @@ CONTAINERS = ("nn.Sequential", "nn.DataParallelTable")
 KINDS = {**{c: "conv" for c in CONV}, **{c: "bn" for c in BATCH_NORM}, **{c: "relu" for c in RELU},
          **{c: "maxpool" for c in MAX_POOL}, **{c: "avgpool" for c in AVG_POOL},
          **{c: "linear" for c in LINEAR}}
-DEFAULT_ARCHITECTURE = "preact_resnet200"
 
 
 class ConversionError(ValueError):
@@ -221,14 +219,8 @@ def _unit_parts(unit):
             f"Keras layer {unit.name!r} projects the pre-activated input; the released ResNet-200 "
             "projects the raw input of the unit."
         )
-    layers = iter(unit.branch_layers)
-    branch = []
-    for op in unit.branch_ops_:
-        if op == "relu":
-            branch.append(_Keras("relu", None, f"{unit.name} (ReLU)"))
-        else:
-            layer = next(layers)
-            branch.append(_Keras(op, layer, layer.name))
+    branch = [_Keras(op, layer, layer.name) if layer is not None else _Keras(op, None, f"{unit.name} (ReLU)")
+              for op, layer in unit.branch_steps()]
     shortcut = []
     if unit.projection_conv is not None:
         shortcut.append(_Keras("conv", unit.projection_conv, unit.projection_conv.name))
@@ -463,17 +455,15 @@ def _match_model(torch_nodes, keras_nodes, plan):
             _match_sequence(t.shortcut, shortcut, plan, f"{where}, shortcut")
             plan.pairs.append((t.path, k.name))
             # f of Eqn. 2 (what the unit does after its addition) are the Torch modules after CAddTable.
-            after = iter(k.layer.after_layers)
-            for op in k.layer.after_addition:
+            for op, layer in k.layer.after_addition_steps():
                 i += 1
                 if i >= len(torch_nodes) or torch_nodes[i].kind != op:
                     raise ConversionError(
                         f"Keras unit {k.name!r} applies {op} after its addition; the Torch model does not "
                         f"after {t}."
                     )
-                if op == "bn":
-                    layer = next(after)
-                    _match_leaf(torch_nodes[i], _Keras("bn", layer, layer.name), plan, None, None)
+                if layer is not None:
+                    _match_leaf(torch_nodes[i], _Keras(op, layer, layer.name), plan, None, None)
         else:
             follower = torch_nodes[i + 1].kind if i + 1 < len(torch_nodes) else None
             pending = _match_leaf(t, k, plan, None, follower)
@@ -519,37 +509,3 @@ def convert(source, model):
     _match_model(_flatten(root, "model"), keras_nodes, plan)
     plan.apply()
     return plan.pairs
-
-
-def save_weights_atomically(model, path):
-    """Writes ``model``'s weights to ``path`` (``*.weights.h5``) through a temporary file and a rename."""
-    path = os.fspath(path)
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"Keras weights files end in '.weights.h5'; received {path!r}.")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp.weights.h5", dir=directory)
-    os.close(fd)
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def convert_file(t7_path, output_path, architecture=DEFAULT_ARCHITECTURE, **build_kwargs):
-    """Converts a ``.t7`` checkpoint into a Keras weights file for ``architecture``.
-
-    The file is written only if the whole checkpoint converted; ``build_kwargs`` go to the builder
-    (e.g. ``use_bias=True``).
-    """
-    from keras_preresnet import models
-
-    output_path = os.fspath(output_path)
-    if not output_path.endswith(".weights.h5"):
-        raise ValueError(f"The output must be a Keras weights file ending in '.weights.h5'; received {output_path!r}.")
-    model = models.build_named(architecture, weights=None, **build_kwargs)
-    convert(t7_path, model)
-    return save_weights_atomically(model, output_path)
