@@ -211,6 +211,11 @@ def test_model_with_preprocessing_takes_raw_images_of_any_size(cifar_dir, tmp_pa
     plain.save_weights(weights)
     loaded = kp.build_resnet(8, include_preprocessing=True, weights=weights)
     np.testing.assert_allclose(loaded.predict(raw, verbose=0), model.predict(raw, verbose=0), atol=1e-6)
+    # ... and the other way round (the pretrained cache may be written from a model with preprocessing).
+    model.save_weights(tmp_path / "with.weights.h5")
+    back = kp.build_resnet(8, weights=str(tmp_path / "with.weights.h5"))
+    np.testing.assert_allclose(back.predict(preprocess(raw, "cifar10", 32), verbose=0),
+                               model.predict(raw, verbose=0), atol=1e-5)
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(again.predict(raw, verbose=0), model.predict(raw, verbose=0), atol=1e-6)
