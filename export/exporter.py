@@ -114,6 +114,9 @@ def export_model(
     bases = {fmt: format_base(out, servable.name, fmt) for fmt in formats}
     version = versions.next_version(bases.values()) if version is None else versions.check_version(version)
 
+    for base in bases.values():
+        for path in versions.remove_stale_staging(base):
+            log(f"Removed {path}, left behind by an export that was killed.")
     staged = {}
     try:
         for fmt in formats:

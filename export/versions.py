@@ -4,11 +4,13 @@ TF Serving watches a model's base folder and loads any new numeric subfolder by 
 must never be visible half-written. Each version is built in a hidden staging folder beside its final
 place (same file system) and renamed into place only when complete; a failure removes the staging
 folder. Staging names start with a dot and are not numbers, so TF Serving ignores them even if a
-killed process leaves one behind.
+killed process leaves one behind; they also name the machine and process that own them, so that the
+next export can remove those whose process is gone (``remove_stale_staging``).
 """
 
 import os
 import shutil
+import socket
 import tempfile
 
 STAGING_PREFIX = ".staging-"
@@ -18,6 +20,38 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _host():
+    # The owner's parts are separated by "-" in the folder name.
+    return socket.gethostname().replace("-", "_") or "localhost"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_staging(base):
+    """Removes the staging folders under ``base`` whose export process, on this machine, is gone (killed
+    before it could clean up); returns their paths. Folders of other machines and of live processes,
+    and folders of any other name, are left alone."""
+    removed = []
+    if not os.path.isdir(base):
+        return removed
+    for name in sorted(os.listdir(base)):
+        parts = name[len(STAGING_PREFIX):].split("-") if name.startswith(STAGING_PREFIX) else []
+        if len(parts) != 4 or parts[1] != _host() or not parts[2].isdigit() or _alive(int(parts[2])):
+            continue
+        path = os.path.join(base, name)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def existing_versions(base):
@@ -49,7 +83,7 @@ class StagedVersion:
                 "Choose another --version (or leave it out to use the next free one)."
             )
         os.makedirs(base, exist_ok=True)
-        self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=base)
+        self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-{_host()}-{os.getpid()}-", dir=base)
         # mkdtemp makes the folder private (0700); a published version must be as readable as any
         # folder made here, e.g. by a TF Serving process running as another user.
         os.chmod(self.path, 0o777 & ~_umask())

@@ -6,6 +6,7 @@ from keras_preresnet import console as _console
 if _console.running_command_line():
     _console.load_tensorflow_quietly()
 
+from keras_preresnet import features
 from keras_preresnet.analysis.flops import count_flops
 from keras_preresnet.inference import fold_batchnorm
 from keras_preresnet.layers import (
@@ -13,6 +14,7 @@ from keras_preresnet.layers import (
     ConstantScalingShortcut,
     Conv1x1Shortcut,
     DropoutShortcut,
+    DropPath,
     ExclusiveGatingShortcut,
     FullPreActivationUnit,
     IdentityShortcut,

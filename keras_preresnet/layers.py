@@ -224,6 +224,37 @@ class DropoutShortcut(Shortcut):
         return config
 
 
+@_register
+class DropPath(keras.layers.Layer):
+    """Stochastic depth's drop of a residual branch (Huang et al. 2016, Eqn. 2), per example.
+
+    In training, each example's branch is zeroed with probability ``rate`` and kept ones are scaled by
+    ``1 / (1 - rate)``, so the test-time network is the plain one (no rescaling). Unlike Fig. 2(f)'s
+    dropout shortcut, the identity path is never touched.
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= float(rate) < 1:
+            raise ValueError(f"`rate` must be in [0, 1); received rate={rate!r}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, branch, training=None):
+        if not training or not self.rate:
+            return branch
+        keep = 1.0 - self.rate
+        shape = (ops.shape(branch)[0],) + (1,) * (len(branch.shape) - 1)
+        mask = ops.floor(keep + keras.random.uniform(shape, seed=self.seed_generator, dtype=branch.dtype))
+        return branch * mask / keep
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, seed=self.seed)
+        return config
+
+
 SHORTCUTS = {
     "identity": IdentityShortcut,
     "constant_scaling": ConstantScalingShortcut,
@@ -300,6 +331,8 @@ class ResidualUnit(keras.layers.Layer):
         kernel_regularizer: regulariser for every convolution kernel of the unit.
         fold_batchnorm: inference form: every BN that directly follows a convolution is left out and
             that convolution has a bias instead (see ``keras_preresnet.fold_batchnorm``).
+        drop_path_rate: probability of dropping the residual branch of an example in training
+            (stochastic depth, ``DropPath``); 0 leaves the unit as the paper's.
     """
 
     order = None
@@ -329,6 +362,7 @@ class ResidualUnit(keras.layers.Layer):
         use_bias=False,
         kernel_regularizer=None,
         fold_batchnorm=False,
+        drop_path_rate=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -353,6 +387,10 @@ class ResidualUnit(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.fold_batchnorm = bool(fold_batchnorm)
+        if not 0 <= float(drop_path_rate) < 1:
+            raise ValueError(f"`drop_path_rate` must be in [0, 1); received drop_path_rate={drop_path_rate!r}.")
+        self.drop_path_rate = float(drop_path_rate)
+        self.drop_path = DropPath(self.drop_path_rate, name=f"{self.name}_drop_path") if drop_path_rate else None
         self.output_filters = self.filters * (self.expansion if self.form == "bottleneck" else 1)
 
     # -- structure --------------------------------------------------------------------------------
@@ -477,12 +515,19 @@ class ResidualUnit(keras.layers.Layer):
             x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self.zero_pad_channels]])
         return x
 
+    def preactivate(self, inputs, training=None):
+        """The unit's pre-activation of ``inputs`` (its ops before the first convolution, with its own
+        layers): the tensor its branch convolves. The input itself for units that start with a convolution."""
+        return apply_ops(self.branch_steps()[: self.n_preactivation], inputs, training)
+
     def call(self, inputs, training=None):
         steps = self.branch_steps()
         n = self.n_preactivation
         x = apply_ops(steps[:n], inputs, training)
         h = self._match_dimensions(x if self.shortcut_from == "preactivated" else inputs, training)
         residual = apply_ops(steps[n:], x, training)
+        if self.drop_path is not None:
+            residual = self.drop_path(residual, training=training)
         y = self.combine(h, residual, training=training)
         return apply_ops(self.after_addition_steps(), y, training)
 
@@ -508,6 +553,7 @@ class ResidualUnit(keras.layers.Layer):
             use_bias=self.use_bias,
             kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
             fold_batchnorm=self.fold_batchnorm,
+            drop_path_rate=self.drop_path_rate,
         )
         return config
 

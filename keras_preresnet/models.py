@@ -14,6 +14,7 @@ import os
 
 import keras
 
+from keras_preresnet import features
 from keras_preresnet import layers as units
 from keras_preresnet import preprocessing
 from keras_preresnet.datasets import DATASETS
@@ -261,10 +262,11 @@ def stem(x, layout, unit_cls, conv_options):
     return _apply_ops(unit_cls.stem_tail, x, "conv1")
 
 
-def stages(x, layout, unit_cls, form, units_per_stage, settings, unit_options):
+def stages(x, layout, unit_cls, form, units_per_stage, settings, unit_options, drop_path_rate=0.0):
     """The residual units, stage by stage (``conv<stage>_block<unit>``); the first unit of a stage
-    changes the width and stride."""
+    changes the width and stride. ``drop_path_rate``: stochastic depth, ``unit_drop_path_rates``."""
     widths, strides = LAYOUTS[layout]["widths"], LAYOUTS[layout]["strides"]
+    drop_rates = iter(unit_drop_path_rates(drop_path_rate, sum(units_per_stage)))
     for stage, (width, stride, units) in enumerate(zip(widths, strides, units_per_stage)):
         for j in range(units):
             first = j == 0
@@ -277,6 +279,7 @@ def stages(x, layout, unit_cls, form, units_per_stage, settings, unit_options):
                 stride_position=settings["stride_position"],
                 shortcut_from=settings["first_unit_from"] if first else "raw",
                 name=f"conv{stage + 2}_block{j + 1}",
+                drop_path_rate=next(drop_rates),
                 **unit_options,
             )(x)
     return x
@@ -327,6 +330,10 @@ def build_resnet(
     kernel_regularizer=None,
     use_bias=False,
     units_per_stage=None,
+    drop_path_rate=0.0,
+    features_only=False,
+    out_indices=None,
+    feature_tap="normalized",
     include_preprocessing=False,
 ):
     """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
@@ -349,6 +356,13 @@ def build_resnet(
         use_bias: give every convolution a bias.
         units_per_stage: units per stage, overriding the depth's (e.g. ``(1, 1, 1, 1)`` for a shallow
             ImageNet-layout net in tests); the depth still picks the unit form.
+        drop_path_rate: stochastic depth for training: unit ``l`` of ``L`` drops its residual branch
+            with probability ``drop_path_rate * l / L`` (``unit_drop_path_rates``); 0, the default, is
+            the paper's network.
+        features_only, out_indices, feature_tap: with ``features_only``, a model without classifier
+            that returns its feature levels ``out_indices`` (timm's convention: 0 is the stem, 1.. the
+            stages; default all) and lists them in its ``feature_info``; see ``keras_preresnet.features``
+            (``feature_tap``: ``'normalized'`` or ``'raw'``).
         include_preprocessing: True (the layout's training set: ImageNet, or CIFAR-10/100 by
             ``classes``), ``'imagenet'``, ``'cifar10'`` or ``'cifar100'``: the model takes raw RGB
             images (0-255, any size, ``[batch, None, None, 3]``) and brings them to ``input_shape``
@@ -362,6 +376,12 @@ def build_resnet(
     units.check_choice("layout", layout, LAYOUTS)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
+    if features_only:
+        if pooling is not None:
+            raise ValueError(f"A features_only model returns unpooled levels; received pooling={pooling!r}.")
+        include_top = False
+    elif out_indices is not None or feature_tap != "normalized":
+        raise ValueError("`out_indices` and `feature_tap` apply to features_only=True models.")
     architecture = named_architecture(depth, unit, layout, form)
     if (shortcut, shortcut_options, projection, units_per_stage, use_bias) != ("identity", None, None, None, False):
         architecture = None  # pretrained weights are of the named structure only
@@ -391,7 +411,7 @@ def build_resnet(
     conv_options = dict(use_bias=use_bias, kernel_regularizer=kernel_regularizer)
     x = stem(img_input if preprocess is None else preprocess(img_input), layout, unit_cls, conv_options)
     x = stages(x, layout, unit_cls, form, units_per_stage, settings,
-               dict(shortcut=shortcut, shortcut_options=shortcut_options, **conv_options))
+               dict(shortcut=shortcut, shortcut_options=shortcut_options, **conv_options), drop_path_rate)
     x = head(x, unit_cls, include_top, pooling, classes, classifier_activation, kernel_regularizer)
 
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
@@ -399,7 +419,17 @@ def build_resnet(
 
     if weights is not None:
         weights_lib.load_into(model, weights, architecture)
+    if features_only:
+        return features.feature_extractor(model, out_indices, tap=feature_tap)
     return model
+
+
+def unit_drop_path_rates(drop_path_rate, num_units):
+    """Per-unit drop rates of stochastic depth: linear in depth, ``rate * l / L`` for unit ``l`` of ``L``
+    (Huang et al. 2016, Eqn. 4: survival ``1 - l / L * (1 - p_L)``), so the last unit drops most."""
+    if not 0 <= drop_path_rate < 1:
+        raise ValueError(f"`drop_path_rate` must be in [0, 1); received drop_path_rate={drop_path_rate!r}.")
+    return [drop_path_rate * (index + 1) / num_units for index in range(num_units)]
 
 
 def _default_name(unit, depth, layout):

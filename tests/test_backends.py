@@ -57,3 +57,36 @@ def test_backend_gives_the_same_outputs(backend, unit, shortcut, tmp_path):
     expected = np.asarray(model.predict(x, verbose=0))
     np.testing.assert_allclose(np.load(outputs), expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.load(outputs + ".folded.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+FEATURES_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import keras_preresnet as kp
+    model = kp.build_resnet(18, layout="imagenet", units_per_stage=(1, 1, 1, 1), include_top=False,
+                            input_shape=(None, None, 3))
+    model.load_weights(sys.argv[1])
+    extractor = kp.features.feature_extractor(model)
+    outputs = extractor.predict(np.load(sys.argv[2]), verbose=0)
+    np.savez(sys.argv[3], *[np.asarray(o) for o in outputs])
+""")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_feature_pyramid_is_the_same_on_every_backend(backend, tmp_path):
+    if backend == keras.backend.backend():
+        pytest.skip("this process already runs that backend")
+    model = kp.build_resnet(18, layout="imagenet", units_per_stage=(1, 1, 1, 1), include_top=False,
+                            input_shape=(None, None, 3))
+    randomize_batchnorm(model)
+    weights, inputs, outputs = (str(tmp_path / n) for n in ("w.weights.h5", "x.npy", "y.npz"))
+    model.save_weights(weights)
+    x = np.random.RandomState(1).rand(2, 64, 96, 3).astype("float32")  # not square, not the default size
+    np.save(inputs, x)
+    env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="")
+    subprocess.run([sys.executable, "-c", FEATURES_SCRIPT, weights, inputs, outputs], env=env, check=True, timeout=600)
+    expected = kp.features.feature_extractor(model).predict(x, verbose=0)
+    got = np.load(outputs)
+    assert len(got.files) == len(expected) == 5
+    for i, level in enumerate(expected):
+        np.testing.assert_allclose(got[f"arr_{i}"], level, rtol=1e-4, atol=1e-4)

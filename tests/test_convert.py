@@ -216,6 +216,18 @@ def test_reader_agrees_with_torchfile(tmp_path):
             np.testing.assert_array_equal(ours_module.get("weight"), their_module.weight)
 
 
+def test_view_sizes_and_cudnn_input_sizes_are_read_from_long_storages(tmp_path):
+    """The released file keeps nn.View's sizes and cudnn's iSize as torch.LongStorage (64-bit integers)."""
+    path = write(tmp_path)
+    modules = torch7.sequence(torch7.load(path).get("modules"))
+    view, conv = modules[-2], modules[0]
+    assert view.typename == "nn.View" and conv.typename == "cudnn.SpatialConvolution"
+    assert view.get("size").dtype == np.int64 and view.get("size").tolist() == [2048]
+    assert conv.get("iSize").dtype == np.int64 and conv.get("iSize").tolist() == [0, 0, 0, 0]
+    theirs = torchfile.load(path)
+    np.testing.assert_array_equal(theirs.modules[-2].size, [2048])
+
+
 def test_convert_file_writes_a_loadable_file_atomically(tmp_path, monkeypatch, images, released):
     monkeypatch.setitem(models.IMAGENET_UNITS, 200, ("bottleneck", BLOCKS))
     path, reference = released

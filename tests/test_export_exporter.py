@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import export
 import export_testing
 import keras_preresnet
 import model_testing
-from export import exporter, parity, tflite
+from export import exporter, parity, tflite, versions
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +98,26 @@ def test_interrupted_export_leaves_no_partial_artifact(servable, image_dirs, tmp
     # The SavedModel and float32 TFLite were complete, but nothing appears under a final name,
     # and the staging folders are gone.
     assert _tree(tmp_path) == ["tiny", "tiny-tflite"]
+
+
+def test_next_export_removes_the_staging_folders_of_killed_exports_only(servable, image_dirs, tmp_path):
+    base = tmp_path / "tiny"
+    # An export process that dies without cleaning up (as under SIGKILL) leaves its staging folder.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os, sys; from export import versions; "
+         "print(versions.StagedVersion(sys.argv[1], 1).path); os._exit(0)", str(base)],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    live = versions.StagedVersion(base, 7)  # this process's, still being written
+    other_machine = base / ".staging-1-elsewhere-1-abc"
+    other_machine.mkdir()
+    messages = []
+    result = export.export_model(servable, tmp_path, formats=("saved_model",), parity_data=image_dirs / "parity",
+                                 parity_images=2, log=messages.append)
+    assert result.version == 1 and not os.path.exists(dead)
+    assert f"Removed {dead}, left behind by an export that was killed." in messages
+    assert sorted(os.listdir(base)) == sorted(["1", os.path.basename(live.path), other_machine.name])
+    live.discard()
 
 
 def test_float_artifact_that_disagrees_is_not_published(servable, image_dirs, tmp_path, monkeypatch):

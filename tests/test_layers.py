@@ -149,6 +149,7 @@ def test_original_unit_has_no_preactivation_to_share():
     (dict(filters=0), "filters"), (dict(filters=8, strides=3), "strides"),
     (dict(filters=8, form="wide"), "form"), (dict(filters=8, shortcut="gated"), "shortcut"),
     (dict(filters=8, projection="D"), "projection"), (dict(filters=8, stride_position="last"), "stride_position"),
+    (dict(filters=8, drop_path_rate=1.0), "drop_path_rate"), (dict(filters=8, drop_path_rate=-0.1), "drop_path_rate"),
 ])
 def test_bad_unit_arguments_are_rejected_with_the_argument_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -190,6 +191,13 @@ def test_gating_shortcuts_use_a_sigmoid_gate_with_the_given_bias(cls, residual_g
     g = 1.0 / (1.0 + np.exp(6.0))
     expected = (1 - g) * h + (g * f if residual_gated else f)
     np.testing.assert_allclose(_np(layer(h, f)), expected, rtol=1e-5, atol=1e-6)
+    # With a real 1x1 kernel the gate is a function of the shortcut input x, g(x) = sigmoid(W_g x + b_g)
+    # (the Identity Mappings paper, Sec. 3.1), not of the residual F(x).
+    kernel = np.random.RandomState(4).standard_normal(layer.gate.kernel.shape).astype("float32")
+    layer.gate.kernel.assign(kernel)
+    g = 1.0 / (1.0 + np.exp(-(h @ kernel[0, 0] - 6.0)))
+    expected = (1 - g) * h + (g * f if residual_gated else f)
+    np.testing.assert_allclose(_np(layer(h, f)), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_conv1x1_shortcut_projects_the_raw_input():
@@ -207,6 +215,52 @@ def test_dropout_shortcut_drops_only_in_training():
     dropped = np.isclose(kept, 0.0, atol=1e-6)
     assert 0.3 < dropped.mean() < 0.7
     np.testing.assert_allclose(kept[~dropped], 2.0 * h[~dropped], rtol=1e-5)
+
+
+# -- Stochastic depth (drop-path on the residual branch) -----------------------------------------------
+
+
+def _unit_pair(rate, unit="full_preactivation"):
+    """A unit with ``drop_path_rate=rate`` and the same unit without, sharing weights."""
+    x = _x((2000, 4, 4, 8), seed=5)
+    plain = L.UNITS[unit](8, name="conv2_block1")
+    dropping = L.UNITS[unit](8, name="conv2_block1", drop_path_rate=rate)
+    plain(x[:2]), dropping(x[:2])
+    randomize_batchnorm(plain, seed=1)
+    dropping.set_weights(plain.get_weights())
+    return x, plain, dropping
+
+
+def test_drop_path_rate_zero_is_the_plain_unit():
+    x, plain, unit = _unit_pair(0.0)
+    assert unit.drop_path is None and unit.get_weights() and len(unit.weights) == len(plain.weights)
+    np.testing.assert_array_equal(_np(unit(x, training=True)), _np(plain(x, training=True)))
+
+
+@pytest.mark.parametrize("unit", ["full_preactivation", "relu_before_addition"])
+def test_drop_path_drops_whole_branches_at_the_rate_and_scales_the_kept_ones(unit):
+    rate = 0.3
+    x, plain, dropping = _unit_pair(rate, unit)
+    # Both units add to the identity and do nothing after it; training-mode BN normalises with the batch's
+    # statistics, the same for both. So each example's output is x (branch dropped) or x + F(x) / (1 - rate).
+    residual = _np(plain(x, training=True)) - x
+    out = _np(dropping(x, training=True))
+    dropped = np.array([np.array_equal(o, xi) for o, xi in zip(out, x)])
+    kept = np.array([np.allclose(o - xi, r / (1 - rate), rtol=1e-4, atol=1e-4) for o, xi, r in zip(out, x, residual)])
+    assert np.all(kept ^ dropped)
+    # 2000 examples: the dropped share is within 4 standard deviations (0.041) of the rate.
+    assert abs(dropped.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / len(x))
+    np.testing.assert_allclose(_np(dropping(x, training=False)), _np(plain(x, training=False)), rtol=1e-6)
+
+
+def test_drop_path_never_touches_the_identity_path_unlike_the_dropout_shortcut():
+    layer = L.DropPath(0.5)
+    branch = np.ones((400, 2, 2, 3), "float32")
+    out = _np(layer(branch, training=True))
+    # Per example all or nothing: the mask is one number per example, not per activation.
+    per_example = out.reshape(len(out), -1)
+    assert np.all((per_example == 0).all(1) | (per_example == 2.0).all(1))
+    assert 0.35 < (per_example[:, 0] == 0).mean() < 0.65
 
 
 # -- Torch padding ------------------------------------------------------------------------------------

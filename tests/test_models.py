@@ -68,6 +68,13 @@ def test_flops_need_a_fixed_input_size():
         kp.count_flops(kp.ResNet18(include_top=False))
 
 
+@pytest.mark.parametrize("wrong", ["ResNet50", kp.ResNet50, None])
+def test_flops_of_something_other_than_a_model_is_a_one_line_error(wrong):
+    with pytest.raises(TypeError, match=r"^count_flops takes a built Keras model, e\.g\. count_flops\(") as error:
+        kp.count_flops(wrong)
+    assert "\n" not in str(error.value)
+
+
 def test_every_named_architecture_has_a_public_builder():
     for key in ARCHITECTURES:
         builder = getattr(kp, public_name(key))
@@ -236,3 +243,19 @@ def test_named_structure_is_found_without_its_name():
     assert kp.models.named_architecture(164, "original", "cifar", "bottleneck") == "resnet164"
     assert kp.models.named_architecture(164, "original", "cifar", "basic") is None
     assert kp.models.named_architecture(200, "bn_after_addition", "imagenet") is None
+
+
+def test_stochastic_depth_rates_grow_linearly_with_depth_to_the_given_rate():
+    model = kp.build_resnet(20, input_shape=(32, 32, 3), drop_path_rate=0.3)
+    rates = [layer.drop_path_rate for layer in model.layers if isinstance(layer, L.ResidualUnit)]
+    # Huang et al. 2016, Eqn. 4: unit l of L drops with probability l / L * 0.3.
+    np.testing.assert_allclose(rates, 0.3 * np.arange(1, 10) / 9)
+    plain = kp.build_resnet(20, input_shape=(32, 32, 3))
+    assert all(layer.drop_path is None for layer in plain.layers if isinstance(layer, L.ResidualUnit))
+    # Drop-path adds no weights: weight files load either way, and at test time the nets are the same.
+    plain.set_weights(model.get_weights())
+    x = np.random.RandomState(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=False)),
+                               keras.ops.convert_to_numpy(plain(x, training=False)), rtol=1e-6)
+    with pytest.raises(ValueError, match="drop_path_rate"):
+        kp.build_resnet(20, drop_path_rate=1.0)

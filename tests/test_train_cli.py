@@ -3,11 +3,13 @@
 import csv
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +41,11 @@ def test_user_errors_exit_with_a_clear_message(tmp_path, cifar_dir):
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     bad_flag = _train(*SMALL, "--strategy=tpu", f"--data_dir={cifar_dir}", f"--model_dir={tmp_path}")
     assert bad_flag.returncode != 0 and "--strategy" in bad_flag.stderr and "one_device" in bad_flag.stderr
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a run folder")
+    on_a_file = _train(*SMALL, f"--data_dir={cifar_dir}", f"--model_dir={a_file}")
+    assert on_a_file.returncode == 1 and "Traceback" not in on_a_file.stderr
+    assert f"--model_dir={str(a_file)!r} cannot be created as a folder" in on_a_file.stderr
 
 
 def _checkpoint_steps(model_dir):
@@ -48,45 +55,113 @@ def _checkpoint_steps(model_dir):
     return sorted(int(name[5:-6]) for name in os.listdir(folder) if name.startswith("ckpt-") and name.endswith(".index"))
 
 
-def test_sigkill_mid_epoch_then_the_same_command_resumes_and_finishes(tmp_path, cifar_dir):
-    model_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "train", *SMALL, f"--data_dir={cifar_dir}", f"--model_dir={model_dir}",
-               "--epochs=2", "--batch_size=32", "--train_examples=512", "--eval_examples=200",
-               "--checkpoint_steps=3"]
-    steps_per_epoch = 512 // 32
+def _weights(path):
+    import h5py
+
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def _assert_bit_identical(a, b):
+    first, second = _weights(a), _weights(b)
+    assert first.keys() == second.keys() and len(first) > 20
+    different = [name for name in first if not np.array_equal(first[name], second[name])]
+    assert not different, f"{len(different)} of {len(first)} weight arrays differ, e.g. {different[0]}"
+
+
+def _metrics(model_dir):
+    with open(model_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _run_until(command, condition, extra_seconds=0.0):
+    """Starts ``command`` and SIGKILLs it ``extra_seconds`` after ``condition()`` holds."""
     process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     try:
-        while not any(step % steps_per_epoch for step in _checkpoint_steps(model_dir)):
+        while not condition():
             assert process.poll() is None, "the run ended before it could be killed"
-            assert time.time() < deadline, "no mid-epoch checkpoint appeared"
-            time.sleep(0.2)
+            assert time.time() < deadline, "the run did not get to the point where it is killed"
+            time.sleep(0.05)
+        time.sleep(extra_seconds)
         process.send_signal(signal.SIGKILL)
     finally:
         process.kill()
         process.wait()
+
+
+DETERMINISTIC_RUN = [*SMALL, "--epochs=2", "--batch_size=32", "--train_examples=384", "--eval_examples=100",
+                     "--checkpoint_steps=3", "--deterministic"]
+
+
+def test_deterministic_run_sigkilled_twice_resumes_bit_identical_to_the_uninterrupted_run(tmp_path, cifar_dir):
+    steps_per_epoch = 384 // 32
+    reference = _train(*DETERMINISTIC_RUN, f"--data_dir={cifar_dir}", f"--model_dir={tmp_path / 'reference'}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    model_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "train", *DETERMINISTIC_RUN, f"--data_dir={cifar_dir}", f"--model_dir={model_dir}"]
+    # First kill right after a mid-epoch checkpoint, the second at a moment drawn at random after the next one.
+    _run_until(command, lambda: any(step % steps_per_epoch for step in _checkpoint_steps(model_dir)))
     killed_at = max(_checkpoint_steps(model_dir))
     assert killed_at < 2 * steps_per_epoch
+    _run_until(command, lambda: max(_checkpoint_steps(model_dir)) > killed_at, random.Random(11).uniform(0, 1.5))
 
     resumed = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     restart = int(resumed.stdout.split("from step ")[1].split()[0])
-    assert restart >= killed_at and restart % steps_per_epoch
+    assert restart > killed_at
     assert "Epoch 2/2" in resumed.stdout and "━" in resumed.stdout  # the progress bar
-    with open(model_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = _metrics(model_dir)
     assert [int(r["epoch"]) for r in rows] == [1, 2] and int(rows[-1]["step"]) == 2 * steps_per_epoch
     summary = json.loads((model_dir / "metrics.json").read_text())
     assert summary["steps"] == 2 * steps_per_epoch
+    _assert_bit_identical(tmp_path / "reference" / "last.weights.h5", model_dir / "last.weights.h5")
+    _assert_bit_identical(tmp_path / "reference" / "best.weights.h5", model_dir / "best.weights.h5")
+    assert [r["test_loss"] for r in rows] == [r["test_loss"] for r in _metrics(tmp_path / "reference")]
 
     evaluated = _train("--config=cifar10_preact_resnet110", "--depth=8", f"--weights={model_dir / 'last.weights.h5'}",
-                       f"--data_dir={cifar_dir}", "--examples=200", f"--output={tmp_path / 'eval.json'}",
-                       module="train.evaluate")
+                       f"--data_dir={cifar_dir}", "--examples=100", f"--output={tmp_path / 'eval.json'}",
+                       f"--confusion_png={tmp_path / 'confusion.png'}", module="train.evaluate")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     result = json.loads((tmp_path / "eval.json").read_text())
-    assert result["images"] == 200
+    assert result["images"] == 100
     assert result["top1_error"] == pytest.approx(float(rows[-1]["test_error"]), abs=1e-3)
     assert "top-5 error" in evaluated.stdout
+    # Per-class results: the table on the terminal, the matrix in the JSON and as a picture.
+    assert "precision" in evaluated.stdout and "airplane" in evaluated.stdout
+    assert np.array(result["confusion"]).sum() == 100 and len(result["per_class"]) == 10
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_deterministic_run_killed_at_random_moments_ends_bit_identical(tmp_path, cifar_dir):
+    """Five SIGKILLs at seeded random moments (start-up, steps, evaluation, file writes, checkpoints)."""
+    run = [*DETERMINISTIC_RUN, f"--data_dir={cifar_dir}"]
+    reference = _train(*run, f"--model_dir={tmp_path / 'reference'}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    command = [sys.executable, "-m", "train", *run, f"--model_dir={tmp_path / 'run'}"]
+    rng = random.Random(5)
+    for _ in range(5):
+        _run_until(command, lambda: True, rng.uniform(3, 25))
+    resumed = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_bit_identical(tmp_path / "reference" / "last.weights.h5", tmp_path / "run" / "last.weights.h5")
+    assert [r["test_loss"] for r in _metrics(tmp_path / "run")] == [
+        r["test_loss"] for r in _metrics(tmp_path / "reference")]
+
+
+def test_two_deterministic_runs_with_one_seed_are_bit_identical_and_another_seed_differs(tmp_path, cifar_dir):
+    run = [*SMALL, "--epochs=1", "--batch_size=32", "--train_examples=192", "--eval_examples=32", "--noprogress",
+           "--deterministic", f"--data_dir={cifar_dir}"]
+    for name, seed in (("first", 3), ("second", 3), ("other", 4)):
+        result = _train(*run, f"--seed={seed}", f"--model_dir={tmp_path / name}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    _assert_bit_identical(tmp_path / "first" / "last.weights.h5", tmp_path / "second" / "last.weights.h5")
+    with pytest.raises(AssertionError, match="weight arrays differ"):
+        _assert_bit_identical(tmp_path / "first" / "last.weights.h5", tmp_path / "other" / "last.weights.h5")
 
 
 def test_evaluate_refuses_missing_weights(tmp_path, cifar_dir):

@@ -65,8 +65,8 @@ def test_cifar_train_crop_is_a_4px_shifted_window_of_the_zero_padded_normalised_
     candidates = [padded[t:t + 32, l:l + 32] for t in range(9) for l in range(9)]
     candidates += [c[:, ::-1] for c in candidates]
     shifts = set()
-    for _ in range(12):
-        x, _ = transform(tf.constant(images[1]), labels[1])
+    for position in range(12):
+        x, _ = transform(tf.constant(images[1]), labels[1], data.augmentation_key(0, 0, position))
         errors = [np.abs(x.numpy() - c).max() for c in candidates]
         assert min(errors) < 1e-4
         shifts.add(int(np.argmin(errors)))
@@ -78,31 +78,41 @@ def test_imagenet_train_augmentation_gives_normalised_224_crops(cifar_images):
     big = tf.image.resize(images[:2].astype(np.float32), [300, 260]).numpy().astype(np.uint8)
     for augmentation in ("imagenet", "imagenet_scale"):
         transform = data.train_transform(augmentation, "imagenet2012", 224, encoded=False)
-        x, label = transform(tf.constant(big[0]), labels[0])
+        x, label = transform(tf.constant(big[0]), labels[0], data.augmentation_key(0, 0, 0))
         assert x.shape == (224, 224, 3) and np.all(np.isfinite(x.numpy())) and label == labels[0]
         # Normalised by the ImageNet mean/std: values in a few std of 0, not on the 0-255 scale.
         assert -5 < float(tf.reduce_mean(x)) < 5 and float(tf.reduce_max(tf.abs(x))) < 12
 
 
-def test_color_jitter_and_lighting_change_colours_but_keep_grey_images_grey_under_saturation():
-    tf.random.set_seed(1)
+def test_color_jitter_and_lighting_change_colours_but_keep_grey_images_grey_under_saturation(cifar_images):
     grey = tf.fill([8, 8, 3], 0.5)
-    jittered = data.color_jitter(grey)
-    np.testing.assert_allclose(jittered.numpy()[..., 0], jittered.numpy()[..., 1], atol=1e-6)
-    lit = data.lighting(grey)
+    colour = tf.constant(cifar_images[0][0] / 255.0, tf.float32)
+    changes = []
+    for position in range(8):
+        key = data.augmentation_key(1, 0, position)
+        jittered = data.color_jitter(grey, key).numpy()
+        np.testing.assert_allclose(jittered[..., 0], jittered[..., 1], atol=1e-6)
+        jittered = data.color_jitter(colour, key).numpy()
+        np.testing.assert_array_equal(jittered, data.color_jitter(colour, key).numpy())  # a function of the key
+        changes.append(np.abs(jittered - colour.numpy()).mean())
+    # Factors 1 ± 0.4 move a real image's pixels by a few percent on average; strength 0 is the identity.
+    assert min(changes) > 0.002 and max(changes) > 0.02
+    np.testing.assert_allclose(data.color_jitter(colour, key, strength=0.0).numpy(), colour.numpy(), atol=1e-6)
+    lit = data.lighting(grey, key)
     shift = (lit - grey).numpy()
     assert np.all(np.abs(shift - shift[0, 0]) < 1e-6) and np.abs(shift[0, 0]).max() > 0
 
 
 def test_random_sized_crop_covers_8_to_100_percent_with_bounded_aspect():
     image = tf.zeros([200, 300, 3], tf.uint8)
-    for _ in range(20):
-        begin, size, _ = tf.image.sample_distorted_bounding_box(
-            tf.shape(image), tf.zeros([1, 0, 4]), min_object_covered=0.0, aspect_ratio_range=data.CROP_ASPECT,
-            area_range=data.CROP_AREA, max_attempts=10, use_image_if_no_bounding_boxes=True)
+    for position in range(20):
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            tf.shape(image), tf.zeros([1, 0, 4]), seed=data.augmentation_key(0, 0, position), min_object_covered=0.0,
+            aspect_ratio_range=data.CROP_ASPECT, area_range=data.CROP_AREA, max_attempts=10,
+            use_image_if_no_bounding_boxes=True)
         height, width = int(size[0]), int(size[1])
         assert 0.07 <= height * width / 60_000 <= 1.0
-    assert data.random_sized_crop(image, 64).shape == (64, 64, 3)
+    assert data.random_sized_crop(image, 64, data.augmentation_key(0, 0, 0)).shape == (64, 64, 3)
 
 
 def test_imagenet_center_crop_is_preprocess_input_and_ten_crop_holds_its_mirror(cifar_images):
@@ -124,18 +134,57 @@ def test_ten_crop_is_refused_for_cifar():
         data.eval_transform("cifar", "cifar10", 32, 32, "ten_crop")
 
 
-def test_resumed_epoch_yields_exactly_the_remaining_batches(cifar_images):
+def test_resumed_epoch_yields_exactly_the_remaining_augmented_batches(cifar_images):
     images, labels = cifar_images
     source = _array_source(images, labels)
-    identity = lambda image, label: (tf.cast(image, tf.float32), label)  # noqa: E731
-    full = list(data.train_dataset_fn(source, identity, 8, steps=7, epoch=3, seed=5)(_Context()))
-    resumed = list(data.train_dataset_fn(source, identity, 8, steps=7, epoch=3, start_step=4, seed=5)(_Context()))
+    augment = data.train_transform("cifar", "cifar10", 32, encoded=False)
+
+    def epoch(seed=5, number=3, start_step=0):
+        return list(data.train_dataset_fn(source, augment, 8, steps=7, epoch=number, start_step=start_step,
+                                          seed=seed)(_Context()))
+
+    full, resumed = epoch(), epoch(start_step=4)
     assert len(full) == 7 and len(resumed) == 3
-    for a, b in zip(full[4:], resumed):
+    for a, b in zip(full[4:] + full, resumed + epoch()):  # also: the same epoch again is the same, bit for bit
         np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
         np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
-    other_epoch = list(data.train_dataset_fn(source, identity, 8, steps=7, epoch=4, seed=5)(_Context()))
-    assert not np.array_equal(full[0][1].numpy(), other_epoch[0][1].numpy())
+    assert not np.array_equal(full[0][1].numpy(), epoch(number=4)[0][1].numpy())  # another order
+    # The same order with another seed is augmented differently.
+    other_seed = data.train_dataset_fn(_array_source(images[:8], labels[:8]), augment, 8, steps=1, epoch=3, seed=6)
+    same_seed = data.train_dataset_fn(_array_source(images[:8], labels[:8]), augment, 8, steps=1, epoch=3, seed=5)
+    a, b = next(iter(other_seed(_Context()))), next(iter(same_seed(_Context())))
+    assert not np.array_equal(np.sort(a[0].numpy(), axis=None), np.sort(b[0].numpy(), axis=None))
+
+
+class _WorkerContext(_Context):
+    """Pipeline ``input_pipeline_id`` of two (two workers with one replica each)."""
+
+    num_input_pipelines = 2
+
+    def __init__(self, input_pipeline_id):
+        self.input_pipeline_id = input_pipeline_id
+
+    def get_per_replica_batch_size(self, global_batch):
+        return global_batch // 2
+
+
+def test_two_workers_split_each_global_batch_of_the_one_device_order(cifar_images):
+    images, labels = cifar_images
+    source = _array_source(images, np.arange(len(labels)))  # labels that name the image
+    augment = data.train_transform("cifar", "cifar10", 32, encoded=False)
+    batches = lambda context, start=0: list(data.train_dataset_fn(  # noqa: E731
+        source, augment, 16, steps=4, epoch=2, start_step=start, seed=1)(context))
+    single = batches(_Context())
+    for start in (0, 2):  # also when resumed mid-epoch
+        workers = [batches(_WorkerContext(i), start) for i in range(2)]
+        assert len(workers[0]) == len(workers[1]) == 4 - start
+        for step, (a, b) in enumerate(zip(*workers), start):
+            # Each worker has half of the global batch, the halves are disjoint and together they are the
+            # one-device batch, each image augmented exactly as on one device.
+            assert a[0].shape[0] == b[0].shape[0] == 8 and not set(a[1].numpy()) & set(b[1].numpy())
+            got = sorted(zip(np.concatenate([a[1], b[1]]), np.concatenate([a[0], b[0]]).reshape(16, -1).tolist()))
+            want = sorted(zip(single[step][1].numpy(), single[step][0].numpy().reshape(16, -1).tolist()))
+            assert got == want
 
 
 def test_test_batches_are_padded_with_weight_zero(cifar_images):

@@ -70,7 +70,15 @@ def test_mirrored_strategy_over_two_logical_cpus_keeps_replicas_identical(tmp_pa
     assert report["replicas"] == 2 and report["summary"]["replicas"] == 2
     assert report["summary"]["global_batch"] == 32 and report["summary"]["steps"] == 4
     assert report["spread"] == 0.0
-    assert np.isfinite(report["summary"]["final_test_error"])
+    # The test error summed over the two replicas is that of the saved weights on one device.
+    from train import configs
+    from train.evaluate import evaluate_weights
+
+    single = evaluate_weights(configs.get_config("cifar10_preact_resnet110"), str(tmp_path / "last.weights.h5"),
+                              str(cifar_dir), depth=8, limit=64, strategy=distribute.make_strategy("one_device"))
+    assert single["images"] == 64
+    assert report["summary"]["final_test_error"] == pytest.approx(single["top1_error"], abs=1e-6)
+    assert report["summary"]["final_test_top5_error"] == pytest.approx(single["top5_error"], abs=1e-6)
 
 
 def _free_ports(count):

@@ -42,7 +42,10 @@ def _manual(model, root, transform):
         truth.append(int(label))
     probabilities, truth = np.array(probabilities), np.array(truth)
     top1 = np.mean(probabilities.argmax(1) == truth)
-    return 100 * (1 - top1), len(truth)
+    counts = np.zeros((CLASSES, CLASSES), np.int64)
+    for true, predicted in zip(truth, probabilities.argmax(1)):
+        counts[true, predicted] += 1
+    return 100 * (1 - top1), len(truth), counts
 
 
 @pytest.mark.parametrize("crop,size,resize", [("center", 64, 72), ("ten_crop", 64, 72), ("center", 80, 80)])
@@ -53,11 +56,14 @@ def test_evaluation_matches_a_direct_computation(folder_and_weights, crop, size,
     result = evaluate_weights(CONFIG, path, str(root), crop=crop, image_size=size, resize=resize, depth=18,
                               num_classes=CLASSES, batch_size=5, strategy=distribute.make_strategy("one_device"))
     transform = data.eval_transform("imagenet", "imagenet2012", size, resize, crop, encoded=True)
-    expected, count = _manual(model, root, transform)
+    expected, count, counts = _manual(model, root, transform)
     assert result["images"] == count == 12  # padding to whole batches of 5 adds nothing to the count
     assert result["top1_error"] == pytest.approx(expected, abs=1e-4)
     assert result["top5_error"] == 0.0  # three classes: the truth is always in the top five
     assert (result["crop"], result["image_size"], result["resize"]) == (crop, size, resize)
+    # The confusion matrix is the hand count of (true, predicted) pairs; padding images count nowhere.
+    np.testing.assert_array_equal(result["confusion"], counts)
+    assert [row["support"] for row in result["per_class"]] == counts.sum(1).tolist()
 
 
 def test_data_with_more_classes_than_the_model_is_refused(folder_and_weights):

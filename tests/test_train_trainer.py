@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from train import configs, distribute, network, trainer
+from train import configs, distribute, network, schedules, trainer
 
 CONFIG = configs.get_config("cifar10_preact_resnet110")
 
@@ -141,14 +141,43 @@ def test_precision_and_xla_train_with_float32_weights_and_logits(precision, xla,
     run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, precision=precision, xla=xla, epochs=1,
                                             batch_size=32, train_examples=64, eval_examples=32), _strategy())
     summary = run.run()
-    assert summary["steps"] == 2 and np.isfinite(summary["final_test_error"])
+    assert summary["steps"] == 2 and summary["test_examples"] == 32
+    # The reported error counts whole images of the 32 (an evaluation that skipped or double-counted
+    # images, or returned NaN, would not).
+    wrong = summary["final_test_error"] * 32 / 100
+    assert 0 <= wrong <= 32 and wrong == pytest.approx(round(wrong), abs=1e-6)
     assert all(v.dtype == "float32" for v in run.model.weights)
     assert run.model.output.dtype == "float32"
     conv = run.model.get_layer("conv1_conv")
     assert conv.compute_dtype == {"float32": "float32", "mixed_float16": "float16",
                                   "mixed_bfloat16": "bfloat16"}[precision]
     if precision == "mixed_float16":
-        assert isinstance(run.optimizer, keras.optimizers.LossScaleOptimizer)
+        _assert_loss_scaling_skips_overflowing_steps(run)
+
+
+def _assert_loss_scaling_skips_overflowing_steps(run):
+    """Under mixed_float16 a step whose float16 gradients overflow changes no weight and halves the scale."""
+    optimizer = run.optimizer
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    scale = float(optimizer.dynamic_scale)
+    before = [v.numpy() for v in run.model.trainable_variables]
+    ordinary = tf.random.stateless_normal([4, 32, 32, 3], seed=[1, 2]), tf.constant([0, 1, 2, 3], tf.int64)
+    gradients = lambda images, labels: trainer.compute_gradients(  # noqa: E731
+        run.model, optimizer, images, labels, run.global_batch, run.weight_decay)[0]
+    scaled_before = gradients(*ordinary)
+    images = tf.fill([4, 32, 32, 3], 60000.0)  # near float16's maximum: the activations overflow
+    grads = gradients(images, tf.zeros([4], tf.int64))
+    assert not all(np.all(np.isfinite(g.numpy())) for g in grads)
+    optimizer.apply(grads, run.model.trainable_variables)
+    assert float(optimizer.dynamic_scale) == scale / 2
+    for old, variable in zip(before, run.model.trainable_variables):
+        np.testing.assert_array_equal(old, variable.numpy())
+    # The gradients are those of the loss times the scale: half the scale, half the gradients (up to
+    # float16 rounding, ~1e-3 relative; without scaling the relative difference would be 1).
+    scaled_after = gradients(*ordinary)
+    a = np.concatenate([g.numpy().ravel() for g in scaled_before])
+    b = np.concatenate([g.numpy().ravel() for g in scaled_after])
+    assert np.linalg.norm(2 * b - a) / np.linalg.norm(a) < 0.02
 
 
 def test_bad_settings_are_refused_up_front(tmp_path, cifar_dir):
@@ -182,7 +211,7 @@ def test_corrupt_image_stops_with_a_data_error(tmp_path, cifar_dir):
 
 def test_optimizer_learning_rate_follows_the_resolved_schedule():
     schedule = configs.resolve_schedule(configs.RECIPES["cifar_paper_warmup"], 50_000, 128)
-    rate = trainer.StepSchedule(schedule.boundaries, schedule.values)
+    rate = schedules.StepSchedule(schedule.boundaries, schedule.values)
     for step in (0, 399, 400, 31_999, 32_000, 47_999, 48_000, 63_999):
         assert float(rate(step)) == pytest.approx(schedule.learning_rate(step)), step
     assert float(rate(399)) == pytest.approx(0.01) and float(rate(400)) == pytest.approx(0.1)

@@ -200,3 +200,19 @@ def test_weights_record_has_what_preprocessing_and_decoding_need():
     assert len(cfg["class_names"]) == 1000 and cfg["class_names"][0] == "tench"
     with pytest.raises(ValueError, match="No ImageNet weights"):
         weights.pretrained_cfg("resnet20")
+
+
+def test_imagenet_weights_reach_the_feature_pyramid(monkeypatch, checkpoint):
+    from keras_preresnet import features
+
+    monkeypatch.setenv(weights.URL_ENV, "file://" + checkpoint[0])
+    pyramid = models.PreActResNet200(weights="imagenet", features_only=True, input_shape=(None, None, 3))
+    full = models.PreActResNet200(weights="imagenet", classifier_activation=None, input_shape=(None, None, 3))
+    x = np.random.RandomState(0).standard_normal((1, 96, 128, 3)).astype(np.float32)
+    levels = [keras.ops.convert_to_numpy(level) for level in pyramid(x)]
+    for got, want in zip(levels, features.feature_extractor(full)(x)):
+        np.testing.assert_allclose(got, keras.ops.convert_to_numpy(want), atol=1e-5)
+    # The last level is what the pretrained classifier pools: the logits follow from it.
+    classifier = full.get_layer("predictions")
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in classifier.weights)
+    np.testing.assert_allclose(levels[-1].mean(axis=(1, 2)) @ kernel + bias, logits(full, x), atol=1e-4)

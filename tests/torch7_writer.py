@@ -37,8 +37,16 @@ class Module:
 class Storage:
     """A float storage that several tensors view (fb.resnet.torch's flattened parameters)."""
 
+    typename, dtype = "torch.FloatStorage", "<f4"
+
     def __init__(self, data):
-        self.data = np.ascontiguousarray(data, dtype=np.float32)
+        self.data = np.ascontiguousarray(data, dtype=self.dtype)
+
+
+class LongStorage(Storage):
+    """A storage of 64-bit integers, as nn.View keeps its sizes and cudnn convolutions their ``iSize``."""
+
+    typename, dtype = "torch.LongStorage", "<i8"
 
 
 class TensorView:
@@ -56,40 +64,44 @@ class _Writer:
     def __init__(self, f):
         self.f = f
         self.index = {}
+        self.layout = []  # (offset, width, role) of every field but the string and storage bytes
 
-    def int(self, v):
+    def int(self, v, role="int"):
+        self.layout.append((self.f.tell(), 4, role))
         self.f.write(struct.pack("<i", v))
 
-    def long(self, v):
+    def long(self, v, role="long"):
+        self.layout.append((self.f.tell(), 8, role))
         self.f.write(struct.pack("<q", v))
 
     def string(self, s):
         data = s.encode() if isinstance(s, str) else s
-        self.int(len(data))
+        self.int(len(data), "string length")
         self.f.write(data)
 
     def _reference(self, obj, kind):
         """Writes the type tag and reference index; True if the object was written before."""
-        self.int(kind)
+        self.int(kind, "tag")
         key = id(obj)
         if key in self.index:
-            self.int(self.index[key][0])
+            self.int(self.index[key][0], "index")
             return True
         self.index[key] = (len(self.index) + 1, obj)  # keep obj alive so its id stays unique
-        self.int(self.index[key][0])
+        self.int(self.index[key][0], "index")
         return False
 
     def object(self, obj):
         if obj is None:
-            self.int(TYPE_NIL)
+            self.int(TYPE_NIL, "tag")
         elif isinstance(obj, bool):
-            self.int(TYPE_BOOLEAN)
+            self.int(TYPE_BOOLEAN, "tag")
             self.int(1 if obj else 0)
         elif isinstance(obj, (int, float, np.integer, np.floating)):
-            self.int(TYPE_NUMBER)
+            self.int(TYPE_NUMBER, "tag")
+            self.layout.append((self.f.tell(), 8, "number"))
             self.f.write(struct.pack("<d", float(obj)))
         elif isinstance(obj, str):
-            self.int(TYPE_STRING)
+            self.int(TYPE_STRING, "tag")
             self.string(obj)
         elif isinstance(obj, (list, tuple)):
             self.table({i + 1: v for i, v in enumerate(obj)}, key=obj)
@@ -103,9 +115,9 @@ class _Writer:
         elif isinstance(obj, Storage):
             if not self._reference(obj, TYPE_TORCH):
                 self.string("V 1")
-                self.string("torch.FloatStorage")
-                self.long(obj.data.size)
-                self.f.write(obj.data.astype("<f4").tobytes())
+                self.string(obj.typename)
+                self.long(obj.data.size, "storage size")
+                self.f.write(obj.data.tobytes())
         elif isinstance(obj, TensorView):
             self.tensor(obj.storage, obj.offset, obj.shape, key=obj)
         elif isinstance(obj, np.ndarray):
@@ -117,7 +129,7 @@ class _Writer:
     def table(self, table, key=None):
         if self._reference(table if key is None else key, TYPE_TABLE):
             return
-        self.int(len(table))
+        self.int(len(table), "table size")
         for k, v in table.items():
             self.object(k)
             self.object(v)
@@ -133,19 +145,25 @@ class _Writer:
             self.object(None)
             return
         strides = [int(np.prod(shape[i + 1:])) for i in range(len(shape))]
-        self.int(len(shape))
+        self.int(len(shape), "dimensions")
         for n in shape:
-            self.long(n)
+            self.long(n, "size")
         for s in strides:
-            self.long(s)
-        self.long(offset + 1)
+            self.long(s, "stride")
+        self.long(offset + 1, "offset")
         self.object(storage)
 
 
 def save(path, obj):
-    """Writes ``obj`` (Module / dict / list / numpy array / number / string) as Torch7 binary."""
+    """Writes ``obj`` (Module / dict / list / numpy array / number / string) as Torch7 binary.
+
+    Returns the file's layout: ``(offset, width, role)`` of every integer and number field (roles
+    'tag', 'index', 'table size', 'storage size', 'dimensions', 'size', 'stride', 'offset', ...).
+    """
     with open(path, "wb") as f:
-        _Writer(f).object(obj)
+        writer = _Writer(f)
+        writer.object(obj)
+    return writer.layout
 
 
 def empty():
@@ -172,7 +190,7 @@ class _Params:
                       padH=pad, weight=weight, gradWeight=empty(), train=False, output=empty(),
                       gradInput=empty(), _type="torch.FloatTensor")
         if cls.startswith("cudnn."):
-            fields.update(groups=1, iSize=np.zeros((4,), np.float32))
+            fields.update(groups=1, iSize=LongStorage(np.zeros(4)))
         if self.conv_bias == "zero":
             fields.update(bias=np.zeros((n_out,), np.float32), gradBias=empty())
         elif self.conv_bias == "random":
@@ -254,7 +272,7 @@ def released_preresnet(blocks=RELEASED_BLOCKS, seed=0, classes=1000, conv_bias=N
     model.add(relu())
     model.add(Module(ns + "SpatialAveragePooling", kW=7, kH=7, dW=1, dH=1, padW=0, padH=0, ceil_mode=False,
                      count_include_pad=True, divide=True, output=empty(), gradInput=empty()))
-    model.add(Module("nn.View", size=np.array([channels], np.float32), numElements=channels, numInputDims=3,
+    model.add(Module("nn.View", size=LongStorage([channels]), numElements=channels, numInputDims=3,
                      output=empty(), gradInput=empty()))
     model.add(Module("nn.Linear",
                      weight=(p.rng.standard_normal((classes, channels)) * np.sqrt(1.0 / channels)).astype(np.float32),

@@ -11,10 +11,10 @@ import signal
 import sys
 
 import keras_preresnet  # noqa: F401,E402 (first: loads TensorFlow without its start-up lines)
-import keras  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from train import configs, data, distribute, trainer  # noqa: E402
+from train import options as training_options  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -53,8 +53,24 @@ flags.DEFINE_integer("image_size", None, "Override the training crop size.", low
 flags.DEFINE_enum("augmentation", None, data.AUGMENTATIONS, "Override the config's augmentation.")
 flags.DEFINE_integer("train_examples", None, "Use only the first N training images.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", None, "Use only the first N test images.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the data order and the initialisation.")
+flags.DEFINE_integer("seed", 0, "Seed of the initialisation, the data order and the augmentation.")
+flags.DEFINE_bool("deterministic", False, "Deterministic ops too: runs with one seed are bit-identical "
+                  "(docs/training.md).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+# Training options beside the paper's recipes (train/options.py); unset keeps the config's value (off).
+flags.DEFINE_float("label_smoothing", None, "Label smoothing e: targets (1 - e) one-hot + e / classes.")
+flags.DEFINE_enum("lr_schedule", None, training_options.LR_SCHEDULES,
+                  "'step': the recipe's drops; 'cosine': cosine decay to 0 from the recipe's base rate.")
+flags.DEFINE_float("warmup_epochs", None, "Linear warm-up from 0 before the cosine decay (epochs).")
+flags.DEFINE_float("ema_decay", None, "Keep an exponential moving average of the weights with this decay "
+                   "(e.g. 0.999); it is tested and saved as last/best weights.")
+flags.DEFINE_float("mixup_alpha", None, "MixUp (keras.layers.MixUp) with Beta(alpha, alpha) weights.")
+flags.DEFINE_float("cutmix_factor", None, "CutMix (keras.layers.CutMix) with this factor in (0, 1]; with "
+                   "MixUp too, each batch gets one of the two.")
+flags.DEFINE_integer("randaugment_ops", None, "RandAugment (keras.layers.RandAugment): ops per image.")
+flags.DEFINE_float("randaugment_factor", None, "RandAugment strength in [0, 1].")
+flags.DEFINE_float("drop_path_rate", None, "Stochastic depth: the last unit drops its residual branch with "
+                   "this probability, unit l of L with rate * l / L.")
 
 
 def configs_table():
@@ -67,7 +83,8 @@ def configs_table():
 def settings_from_flags():
     names = [field.name for field in trainer.Settings.__dataclass_fields__.values()]
     values = {name: getattr(FLAGS, name) for name in names if name in FLAGS and name != "source"}
-    return trainer.Settings(source=FLAGS.data_source, **values)
+    options = {name: getattr(FLAGS, name) for name in training_options.FIELDS}
+    return trainer.Settings(source=FLAGS.data_source, options=options, **values)
 
 
 def main(argv):
@@ -91,7 +108,6 @@ def main(argv):
     distribute.configure_cpu_devices(FLAGS.num_cpu_devices)
     try:
         strategy = distribute.make_strategy(FLAGS.strategy)
-        keras.utils.set_random_seed(FLAGS.seed)
         run = trainer.Trainer(config, settings_from_flags(), strategy)
         summary = run.run()
     except (ValueError, FileNotFoundError, trainer.TrainingError) as error:

@@ -20,6 +20,7 @@ import math
 
 from keras_preresnet.datasets import DATASETS
 from keras_preresnet.models import ARCHITECTURES, PAPER_ERRORS, stage_plan
+from train.options import Options
 
 CIFAR_AUGMENTATION = "cifar"
 IMAGENET_AUGMENTATION = "imagenet"
@@ -90,6 +91,7 @@ class Config:
     image_size: int = DATASETS["cifar10"].image_size
     augmentation: str = CIFAR_AUGMENTATION
     paper_error: str = "-"  # the published test error (%) this experiment reproduces
+    options: Options = Options()  # training options beside the recipe, all off for the papers' experiments
 
     def __hash__(self):
         return hash(self.name)

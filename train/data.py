@@ -16,6 +16,10 @@ Augmentation (docs/training.md), on the fly in the input pipeline:
   [256, 480], random 224 crop, flip, normalisation.
 * ImageNet test: ``keras_preresnet.preprocessing.preprocess_input`` (shorter side to ``resize``
   bicubic, centre crop) or the ten crops (four corners, centre, and their mirror images).
+
+Every random draw of the augmentation is a stateless op keyed by (seed, epoch, position of the image in
+the epoch's order), so an image is augmented the same way whatever thread maps it and whether the
+epoch ran in one go or was resumed mid-way.
 """
 
 import dataclasses
@@ -202,12 +206,13 @@ def _decode(image, encoded):
     return tf.ensure_shape(image, [None, None, 3])
 
 
-def _cifar_train(image, size, mean, std):
+def _cifar_train(image, size, mean, std, key):
+    flip_key, crop_key = _split(key, 2)
     x = tf.image.resize(tf.cast(image, tf.float32), [size, size]) if image.shape[0] != size else image
     x = (tf.cast(x, tf.float32) - mean) / std
-    x = tf.image.random_flip_left_right(x)
+    x = tf.image.stateless_random_flip_left_right(x, flip_key)
     x = tf.pad(x, [[CIFAR_PADDING, CIFAR_PADDING], [CIFAR_PADDING, CIFAR_PADDING], [0, 0]])
-    return tf.image.random_crop(x, [size, size, 3])
+    return tf.image.stateless_random_crop(x, [size, size, 3], crop_key)
 
 
 def _cifar_eval(image, size, mean, std):
@@ -224,37 +229,48 @@ def _blend(x, other, alpha):
     return x * alpha + other * (1 - alpha)
 
 
-def color_jitter(x, strength=COLOR_JITTER):
-    """fb.resnet.torch ColorJitter: brightness, contrast, saturation with factor 1 ± strength, in random order."""
+def augmentation_key(seed, epoch, position):
+    """The stateless-random key of the image at ``position`` in ``epoch``'s order of a run seeded ``seed``."""
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(position, tf.int64))
 
-    def factor():
-        return 1 + tf.random.uniform([], -strength, strength)
+
+def _split(key, count):
+    """``count`` independent keys from ``key`` (one per random draw)."""
+    return tf.unstack(tf.random.experimental.stateless_split(key, count))
+
+
+def color_jitter(x, key, strength=COLOR_JITTER):
+    """fb.resnet.torch ColorJitter: brightness, contrast, saturation with factor 1 ± strength, in random order."""
+    order_key, factor_key = _split(key, 2)
+    order = tf.argsort(tf.random.stateless_uniform([3], order_key))
+    factors = 1 + tf.random.stateless_uniform([3], factor_key, -strength, strength)
 
     def brightness(x):
-        return _blend(x, tf.zeros_like(x), factor())
+        return _blend(x, tf.zeros_like(x), factors[0])
 
     def contrast(x):
-        return _blend(x, tf.reduce_mean(_grayscale(x)), factor())
+        return _blend(x, tf.reduce_mean(_grayscale(x)), factors[1])
 
     def saturation(x):
-        return _blend(x, _grayscale(x), factor())
+        return _blend(x, _grayscale(x), factors[2])
 
-    for index in tf.unstack(tf.random.shuffle(tf.range(3))):
+    for index in tf.unstack(order):
         x = tf.switch_case(index, [lambda: brightness(x), lambda: contrast(x), lambda: saturation(x)])
     return x
 
 
-def lighting(x, std=LIGHTING_STD):
+def lighting(x, key, std=LIGHTING_STD):
     """AlexNet-style PCA lighting noise as fb.resnet.torch's Lighting (images on the [0, 1] scale)."""
-    alpha = tf.random.normal([3], stddev=std)
+    alpha = tf.random.stateless_normal([3], key, stddev=std)
     rgb = tf.linalg.matvec(tf.constant(PCA_EIGVEC), alpha * tf.constant(PCA_EIGVAL))
     return x + rgb
 
 
-def random_sized_crop(image, size):
+def random_sized_crop(image, size, key):
     """A crop of 8%-100% of the area and aspect ratio 3/4-4/3, resized to ``size`` (bicubic)."""
-    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), min_object_covered=0.0,
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), seed=key, min_object_covered=0.0,
         aspect_ratio_range=CROP_ASPECT, area_range=CROP_AREA, max_attempts=10,
         use_image_if_no_bounding_boxes=True,
     )
@@ -266,20 +282,22 @@ def _normalise_unit_scale(x):
     return (x - tf.constant(defaults.IMAGENET_MEAN)) / tf.constant(defaults.IMAGENET_STD)
 
 
-def _imagenet_train(image, size):
-    x = random_sized_crop(image, size) / 255.0
-    x = lighting(color_jitter(x))
+def _imagenet_train(image, size, key):
+    crop_key, jitter_key, lighting_key, flip_key = _split(key, 4)
+    x = random_sized_crop(image, size, crop_key) / 255.0
+    x = lighting(color_jitter(x, jitter_key), lighting_key)
     x = _normalise_unit_scale(x)
-    return tf.image.random_flip_left_right(x)
+    return tf.image.stateless_random_flip_left_right(x, flip_key)
 
 
-def _imagenet_scale_train(image, size):
-    shorter = tf.random.uniform([], SCALE_RANGE[0], SCALE_RANGE[1] + 1, dtype=tf.int32)
+def _imagenet_scale_train(image, size, key):
+    scale_key, crop_key, flip_key = _split(key, 3)
+    shorter = tf.random.stateless_uniform([], scale_key, SCALE_RANGE[0], SCALE_RANGE[1] + 1, dtype=tf.int32)
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     new = tf.cast(tf.math.ceil(shape * tf.cast(shorter, tf.float32) / tf.reduce_min(shape)), tf.int32)
     x = tf.image.resize(tf.cast(image, tf.float32), tf.maximum(new, size), method="bicubic")
-    x = tf.image.random_crop(x, [size, size, 3]) / 255.0
-    return tf.image.random_flip_left_right(_normalise_unit_scale(x))
+    x = tf.image.stateless_random_crop(x, [size, size, 3], crop_key) / 255.0
+    return tf.image.stateless_random_flip_left_right(_normalise_unit_scale(x), flip_key)
 
 
 def ten_crop(image, size, resize):
@@ -293,20 +311,24 @@ def ten_crop(image, size, resize):
     return tf.ensure_shape(tf.stack(crops), [10, size, size, 3])
 
 
-def train_transform(augmentation, dataset, image_size, encoded):
-    """The training map ``(image, label) -> (float32 image, label)``."""
+def train_transform(augmentation, dataset, image_size, encoded, image_augment=None):
+    """The training map ``(image, label, key) -> (float32 image, label)``; ``key`` (see
+    ``augmentation_key``) decides every random choice of the recipe's augmentation. ``image_augment``
+    (e.g. ``augment.rand_augment``) runs on the decoded 0-255 image before it."""
     if augmentation not in AUGMENTATIONS:
         raise ValueError(f"`augmentation` must be one of {AUGMENTATIONS}; received {augmentation!r}.")
     mean, std = (tf.constant(v, tf.float32) for v in _normalisation(dataset))
 
-    def transform(image, label):
+    def transform(image, label, key):
         image = _decode(image, encoded)
+        if image_augment is not None:
+            image = image_augment(image)
         if augmentation == "cifar":
-            x = _cifar_train(image, image_size, mean, std)
+            x = _cifar_train(image, image_size, mean, std, key)
         elif augmentation == "imagenet":
-            x = _imagenet_train(image, image_size)
+            x = _imagenet_train(image, image_size, key)
         else:
-            x = _imagenet_scale_train(image, image_size)
+            x = _imagenet_scale_train(image, image_size, key)
         return tf.ensure_shape(x, [image_size, image_size, 3]), label
 
     return transform
@@ -339,11 +361,14 @@ def eval_transform(augmentation, dataset, image_size, resize, crop="center", enc
 # ------------------------------------------------------------------------------------- pipelines
 
 
-def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0, seed=0):
+def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0, seed=0, batch_transform=None):
     """A ``distribute_datasets_from_function`` function for one epoch of ``steps`` steps, from ``start_step``.
 
-    The order of an epoch depends only on ``seed`` and ``epoch``, so a run resumed mid-epoch skips
-    exactly the batches it had trained on. Each input pipeline takes its shard of the shuffled order.
+    ``batch_transform`` (e.g. ``augment.batch_mix``) maps each replica's batch ``(images, labels)``.
+
+    The order of an epoch and the recipe's augmentation of each image in it depend only on ``seed`` and
+    ``epoch``, so a run resumed mid-epoch skips exactly the batches it had trained on and then sees the
+    same batches as an uninterrupted run. Each input pipeline takes its shard of the shuffled order.
     """
 
     def dataset_fn(context):
@@ -351,11 +376,14 @@ def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0
         per_pipeline = global_batch // context.num_input_pipelines
         replicas_per_pipeline = per_pipeline // per_replica
         buffer = min(ENCODED_SHUFFLE_BUFFER, source.num_examples) if source.encoded else source.num_examples
-        ds = source.dataset.shuffle(buffer, seed=seed * 1000 + epoch, reshuffle_each_iteration=False)
+        ds = source.dataset.shuffle(buffer, seed=seed * 1000 + epoch, reshuffle_each_iteration=False).enumerate()
         ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
         ds = ds.skip(start_step * per_pipeline)
-        ds = ds.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda position, example: transform(*example, augmentation_key(seed, epoch, position)),
+                    num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = ds.batch(per_replica, drop_remainder=True)
+        if batch_transform is not None:
+            ds = ds.map(batch_transform, num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = ds.take((steps - start_step) * replicas_per_pipeline)
         return ds.prefetch(AUTOTUNE)
 

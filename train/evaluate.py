@@ -1,9 +1,11 @@
-"""Evaluates weights on any dataset the pipelines read: top-1 / top-5 error, single crop or ten crops.
+"""Evaluates weights on any dataset the pipelines read: top-1 / top-5 error, single crop or ten crops, and
+per-class precision / recall with the confusion matrix.
 
   python -m train.evaluate --config=imagenet_preact_resnet200 --weights=imagenet --data_dir=DATA
   python -m train.evaluate ... --image_size=320 --resize=320     # the paper's 320x320 test
   python -m train.evaluate ... --crop=ten_crop                   # 10-crop (corners, centre, mirrors)
   python -m train.evaluate --config=cifar10_preact_resnet164 --weights=RUN/best.weights.h5 --data_dir=DATA
+  python -m train.evaluate ... --confusion_png=confusion.png     # the confusion matrix as a picture
 """
 
 import json
@@ -15,13 +17,14 @@ from absl import app, flags
 
 from keras_preresnet.datasets import DATASETS
 
-from train import configs, data, distribute, network, reporting
+from train import confusion, configs, data, distribute, network, reporting
 
 
 def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=None, resize=None, split="test",
                      batch_size=100, source="auto", depth=None, num_classes=None, limit=None,
                      strategy=None):
-    """Top-1/top-5 error (%) and mean loss of ``weights`` (anything ``weights=`` accepts) on ``split``."""
+    """Top-1/top-5 error (%), mean loss and per-class results of ``weights`` (anything ``weights=`` accepts)
+    on ``split``: ``per_class`` (precision, recall, images per class) and ``confusion`` (true x predicted)."""
     strategy = strategy or distribute.make_strategy("auto")
     image_size = image_size or config.image_size
     if resize is None:
@@ -34,15 +37,18 @@ def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=Non
     batch = distribute.global_batch_size(strategy, batch_size)
     with strategy.scope():
         model = network.build_network(config, classes, depth=depth, image_size=image_size, init_weights=weights)
-    step = make_eval_step(model, strategy)
+    step = make_eval_step(model, strategy, confusion=True)
     iterator = iter(strategy.distribute_datasets_from_function(data.eval_dataset_fn(test, transform, batch)))
     result = evaluate(step, iterator, data.padded_size(test.num_examples, batch) // batch)
-    result.update(crop=crop, image_size=image_size, resize=resize, split=split, weights=str(weights))
+    result.update(crop=crop, image_size=image_size, resize=resize, split=split, weights=str(weights),
+                  class_names=confusion.class_names(config.dataset, classes))
+    result["per_class"] = confusion.per_class(result["confusion"], result["class_names"])
     return result
 
 
-def make_eval_step(model, strategy):
-    """A distributed step returning the weighted sums (loss, top-1 correct, top-5 correct, images).
+def make_eval_step(model, strategy, confusion=False):
+    """A distributed step returning the weighted sums (loss, top-1 correct, top-5 correct, images), and
+    with ``confusion`` the weighted confusion matrix (rows: true class, columns: top-1 prediction).
 
     Ten-crop batches ``[B, 10, H, W, 3]`` are scored by the mean softmax over the crops."""
 
@@ -60,7 +66,11 @@ def make_eval_step(model, strategy):
         loss = -tf.math.log(tf.maximum(tf.gather(probabilities, labels, batch_dims=1), 1e-12))
         top1 = tf.cast(tf.math.in_top_k(labels, probabilities, 1), tf.float32)
         top5 = tf.cast(tf.math.in_top_k(labels, probabilities, min(5, classes)), tf.float32)
-        return tuple(tf.reduce_sum(v * weights) for v in (loss, top1, top5)) + (tf.reduce_sum(weights),)
+        sums = tuple(tf.reduce_sum(v * weights) for v in (loss, top1, top5)) + (tf.reduce_sum(weights),)
+        if confusion:
+            sums += (tf.math.confusion_matrix(labels, tf.argmax(probabilities, -1, output_type=tf.int32),
+                                              num_classes=classes, weights=weights, dtype=tf.float32),)
+        return sums
 
     @tf.function
     def eval_step(iterator):
@@ -71,22 +81,27 @@ def make_eval_step(model, strategy):
 
 
 def evaluate(eval_step, iterator, steps):
-    """Runs ``steps`` of ``eval_step``; returns mean loss, top-1/top-5 error (%) and the image count."""
-    totals = np.zeros(4)
+    """Runs ``steps`` of ``eval_step``; returns mean loss, top-1/top-5 error (%), the image count and,
+    from a step made with ``confusion``, the confusion matrix (int counts)."""
+    totals = None
     for _ in range(steps):
         try:
-            totals += np.array([float(v) for v in eval_step(iterator)])
+            results = [np.asarray(v, np.float64) for v in eval_step(iterator)]
+            totals = results if totals is None else [t + r for t, r in zip(totals, results)]
         except tf.errors.InvalidArgumentError as error:
             raise data.DataError(
                 f"Could not read a test image (corrupt or not an image?): {error.message.splitlines()[0]}"
             ) from error
-    loss, top1, top5, count = totals
-    return {
+    loss, top1, top5, count = (float(v) for v in totals[:4])
+    result = {
         "loss": loss / count,
         "top1_error": 100 * (1 - top1 / count),
         "top5_error": 100 * (1 - top5 / count),
         "images": int(count),
     }
+    if len(totals) > 4:
+        result["confusion"] = np.rint(totals[4]).astype(np.int64)
+    return result
 
 
 FLAGS = flags.FLAGS
@@ -106,7 +121,8 @@ def _define_flags():
     flags.DEFINE_integer("depth", None, "Depth the weights were trained with, if not the config's.", lower_bound=1)
     flags.DEFINE_integer("num_classes", None, "Classes of the weights' head, if not the dataset's.", lower_bound=1)
     flags.DEFINE_integer("examples", None, "Evaluate only the first N images.", lower_bound=1)
-    flags.DEFINE_string("output", None, "Also write the result as JSON to this file.")
+    flags.DEFINE_string("output", None, "Also write the result (per-class results included) as JSON to this file.")
+    flags.DEFINE_string("confusion_png", None, "Also draw the confusion matrix to this PNG file.")
 
 
 def main(argv):
@@ -128,8 +144,16 @@ def main(argv):
     print(f"{config.name} on {result['images']} {FLAGS.split} images, {result['crop']} "
           f"{result['image_size']} (resize {result['resize']}): top-1 error {result['top1_error']:.2f}%, "
           f"top-5 error {result['top5_error']:.2f}%")
+    if len(result["per_class"]) <= confusion.PRINTED_CLASSES:
+        print(confusion.table(result["per_class"]))
+    if FLAGS.confusion_png:
+        from train import plotting
+
+        plotting.plot_confusion(result["confusion"], result["class_names"], FLAGS.confusion_png,
+                                title=f"{config.name}, {result['images']} {FLAGS.split} images")
     if FLAGS.output:
-        reporting.atomic_write(FLAGS.output, json.dumps(result, indent=2) + "\n")
+        saved = dict(result, confusion=result["confusion"].tolist())
+        reporting.atomic_write(FLAGS.output, json.dumps(saved, indent=2) + "\n")
     return 0
 
 

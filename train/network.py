@@ -14,7 +14,7 @@ HEAD = "predictions"
 
 def network_arguments(config, classes, *, depth=None, image_size=None):
     """``build_resnet`` arguments of ``config``'s network (``image_size`` for the input shape): what
-    run.json records to rebuild it (``keras_preresnet.runs``)."""
+    run.json records to rebuild it for inference (``keras_preresnet.runs``; drop-path is training only)."""
     depth = config.depth if depth is None else depth
     return runs.network_record(
         depth=depth, unit=config.unit, shortcut=config.shortcut, shortcut_options=config.shortcut_options,
@@ -23,8 +23,9 @@ def network_arguments(config, classes, *, depth=None, image_size=None):
     )
 
 
-def build_network(config, classes, *, depth=None, image_size=None, init_weights=None, init_classes=None):
-    """Builds ``config``'s model with ``classes`` outputs.
+def build_network(config, classes, *, depth=None, image_size=None, init_weights=None, init_classes=None,
+                  drop_path_rate=0.0):
+    """Builds ``config``'s model with ``classes`` outputs (``drop_path_rate``: stochastic depth).
 
     ``init_weights`` (anything ``weights=`` accepts) is loaded into a model with ``init_classes``
     outputs (the classes it was trained on); when that differs from ``classes`` the classifier is
@@ -34,7 +35,8 @@ def build_network(config, classes, *, depth=None, image_size=None, init_weights=
     arguments = network_arguments(config, head_classes, depth=depth, image_size=image_size)
     size = arguments.pop("image_size")
     model = keras_preresnet.build_resnet(
-        input_shape=(size, size, 3), classifier_activation=None, weights=init_weights, **arguments
+        input_shape=(size, size, 3), classifier_activation=None, weights=init_weights,
+        drop_path_rate=drop_path_rate, **arguments
     )
     if head_classes != classes:
         features = model.get_layer("avg_pool").output

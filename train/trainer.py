@@ -27,7 +27,8 @@ import tensorflow as tf
 from keras_preresnet import runs
 from keras_preresnet.datasets import DATASETS
 from keras_preresnet.pretrained.weights import save_weights_atomically
-from train import configs, data, distribute, network, reporting
+from train import augment, configs, data, distribute, network, regularization, reporting, schedules
+from train import options as training_options
 from train.evaluate import evaluate, make_eval_step
 
 CHECKPOINT_DIR = "checkpoints"
@@ -69,7 +70,9 @@ class Settings:
     train_examples: int = None
     eval_examples: int = None
     seed: int = 0
+    deterministic: bool = False
     progress: bool = True
+    options: dict = None  # overrides of the config's train.options.Options; None values keep the config's
 
 
 def _check_settings(settings):
@@ -92,17 +95,36 @@ def _check_settings(settings):
         raise ValueError(f"--weight_decay must be >= 0; received {settings.weight_decay}.")
 
 
+def seed_everything(seed, deterministic):
+    """Seeds the initialisation (Python, NumPy and TensorFlow generators); ``deterministic`` also makes
+    every TensorFlow op deterministic, so that runs with one seed are bit-identical."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _make_model_dir(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:  # a file of that name, or on its path
+        raise ValueError(
+            f"--model_dir={path!r} cannot be created as a folder ({error.strerror}); pass a new folder or "
+            "the folder of the run to resume."
+        ) from error
+
+
 def _all_finite(variables):
     return all(np.all(np.isfinite(keras.ops.convert_to_numpy(v))) for v in variables)
 
 
-def compute_gradients(model, optimizer, images, labels, global_batch, weight_decay, replicas=1):
+def compute_gradients(model, optimizer, images, labels, global_batch, weight_decay, replicas=1, label_smoothing=0.0):
     """Gradients of one replica's share of the loss over the global batch, with weight decay as
-    ``wd/2 * ||w||^2`` on every trainable weight; returns ``(gradients, loss, wrong predictions)``."""
+    ``wd/2 * ||w||^2`` on every trainable weight; returns ``(gradients, loss, wrong predictions)``.
+    ``labels`` are class indices or soft labels (MixUp, CutMix); see ``regularization.classification_loss``."""
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         logits = tf.cast(model(images, training=True), tf.float32)
-        per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        per_example = regularization.classification_loss(labels, logits, label_smoothing)
         loss = tf.reduce_sum(per_example) / global_batch
         total = loss
         if weight_decay:
@@ -110,25 +132,8 @@ def compute_gradients(model, optimizer, images, labels, global_batch, weight_dec
             total = loss + 0.5 * weight_decay * l2 / replicas
         scaled = optimizer.scale_loss(total)
     grads = tape.gradient(scaled, variables)
-    wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != labels, tf.float32))
+    wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != regularization.hard_labels(labels), tf.float32))
     return grads, loss, wrong
-
-
-class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """``values[i]`` from step ``boundaries[i - 1]`` on (steps counted from 0): the rate of
-    ``configs.ResolvedSchedule.learning_rate``. (Keras' PiecewiseConstantDecay switches one step later.)"""
-
-    def __init__(self, boundaries, values):
-        self.boundaries = [int(b) for b in boundaries]
-        self.values = [float(v) for v in values]
-
-    def __call__(self, step):
-        index = keras.ops.sum(keras.ops.cast(
-            keras.ops.greater_equal(keras.ops.cast(step, "int64"), self.boundaries), "int32"))
-        return keras.ops.take(keras.ops.convert_to_tensor(self.values, "float32"), index)
-
-    def get_config(self):
-        return {"boundaries": self.boundaries, "values": self.values}
 
 
 class Trainer:
@@ -144,11 +149,13 @@ class Trainer:
         # Workers other than the chief write their checkpoints to a folder of their own.
         self.work_dir = (settings.model_dir if self.chief
                          else os.path.join(settings.model_dir, "workers", f"{task_type}_{task_id}"))
-        os.makedirs(self.work_dir, exist_ok=True)
+        _make_model_dir(self.work_dir)
+        seed_everything(settings.seed, settings.deterministic)
         keras.config.set_dtype_policy(settings.precision)
         if settings.recipe is not None and settings.recipe not in configs.RECIPES:
             raise ValueError(f"Unknown recipe {settings.recipe!r}; known: {sorted(configs.RECIPES)}.")
         self.recipe = configs.RECIPES[settings.recipe or config.recipe]
+        self.options = training_options.resolve(config.options, settings.options or {})
         self.augmentation = settings.augmentation or config.augmentation
         self.image_size = settings.image_size or config.image_size
         batch = settings.batch_size
@@ -156,10 +163,10 @@ class Trainer:
             batch = config.batch_size
         self.global_batch = distribute.global_batch_size(strategy, batch, settings.per_replica_batch_size)
         self._open_data()
-        self.schedule = configs.resolve_schedule(
+        self.schedule = schedules.resolve(configs.resolve_schedule(
             self.recipe, self.train_source.num_examples, self.global_batch, epochs=settings.epochs,
             steps=settings.steps, base_lr=settings.learning_rate, lr_scaling=settings.lr_scaling,
-        )
+        ), self.options)
         self.weight_decay = self.recipe.weight_decay if settings.weight_decay is None else settings.weight_decay
         self._build()
 
@@ -175,8 +182,11 @@ class Trainer:
             raise ValueError(
                 f"The training data has {self.train_source.num_classes} classes but --num_classes={self.classes}."
             )
+        o = self.options
         self.train_transform = data.train_transform(
-            self.augmentation, config.dataset, self.image_size, self.train_source.encoded)
+            self.augmentation, config.dataset, self.image_size, self.train_source.encoded,
+            image_augment=augment.rand_augment(o.randaugment_ops, o.randaugment_factor, seed=s.seed))
+        self.batch_transform = augment.batch_mix(self.classes, o.mixup_alpha, o.cutmix_factor, seed=s.seed)
         resize = DATASETS[config.dataset].eval_resize_for(self.image_size)
         self.eval_transform = data.eval_transform(
             self.augmentation, config.dataset, self.image_size, resize, "center", self.test_source.encoded)
@@ -188,25 +198,31 @@ class Trainer:
                 self.config, self.classes, depth=s.depth, image_size=self.image_size,
                 init_weights=s.init_weights,
                 init_classes=DATASETS[self.config.dataset].classes if s.init_weights else None,
+                drop_path_rate=self.options.drop_path_rate,
             )
             optimizer = keras.optimizers.SGD(
-                learning_rate=StepSchedule(self.schedule.boundaries, self.schedule.values), momentum=self.recipe.momentum,
+                learning_rate=schedules.keras_schedule(self.schedule), momentum=self.recipe.momentum,
                 nesterov=self.recipe.nesterov if s.nesterov is None else s.nesterov,
+                **regularization.weight_average_options(self.options.ema_decay),
             )
             if s.precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             # Slots for every weight, frozen ones included, so unfreezing later needs no new optimiser.
-            optimizer.build(self.model.trainable_variables)
+            self.optimized_variables = list(self.model.trainable_variables)
+            optimizer.build(self.optimized_variables)
             self.optimizer = optimizer
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.eval_step = make_eval_step(self.model, self.strategy)
         self.sync_statistics = make_sync_statistics(self.model, self.strategy)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        # Every weight by its index: TensorFlow's object graph does not reach the layers the library's
+        # units keep in lists, so model=... alone would lose their BatchNorm moving statistics.
+        self.checkpoint = tf.train.Checkpoint(model=self.model, weights=list(self.model.weights),
+                                              optimizer=self.optimizer, step=self.step)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.work_dir, CHECKPOINT_DIR), max_to_keep=3)
 
     def _run_record(self):
-        return {
+        record = {
             "config": self.config.name,
             "global_batch": self.global_batch,
             "steps_per_epoch": self.schedule.steps_per_epoch,
@@ -218,6 +234,10 @@ class Trainer:
             "class_names": self._class_names(),
             "preprocessing": runs.preprocessing_record(self.config.dataset, self.image_size),
         }
+        changed = {k: v for k, v in dataclasses.asdict(self.options).items() if v != getattr(self.config.options, k)}
+        if changed:
+            record["options"] = changed
+        return record
 
     def _class_names(self):
         names = self.train_source.class_names
@@ -248,11 +268,11 @@ class Trainer:
     def _make_steps(self):
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
         global_batch, replicas = self.global_batch, strategy.num_replicas_in_sync
-        decay = self.weight_decay
+        decay, smoothing = self.weight_decay, self.options.label_smoothing
         variables = model.trainable_variables
 
         def gradients(images, labels):
-            return compute_gradients(model, optimizer, images, labels, global_batch, decay, replicas)
+            return compute_gradients(model, optimizer, images, labels, global_batch, decay, replicas, smoothing)
 
         compute = tf.function(gradients, jit_compile=self.settings.xla)
 
@@ -313,7 +333,8 @@ class Trainer:
         if self.chief:
             reporting.write_summary(self.work_dir, summary)
         else:
-            save_weights_atomically(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
+            with self._tested_weights():
+                save_weights_atomically(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
         # Workers leave together: one that exits while another still writes looks like a crash to
         # the cluster's coordination service.
         self.sync_statistics()
@@ -332,10 +353,11 @@ class Trainer:
             seconds = time.time() - epoch_start
             done = steps - start
             self.sync_statistics()
-            test = evaluate(self.eval_step, self._distributed(
-                data.eval_dataset_fn(self.test_source, self.eval_transform, self.global_batch)),
-                data.padded_size(self.test_source.num_examples, self.global_batch) // self.global_batch)
-            if not self._save():
+            with self._tested_weights():
+                test = evaluate(self.eval_step, self._distributed(
+                    data.eval_dataset_fn(self.test_source, self.eval_transform, self.global_batch)),
+                    data.padded_size(self.test_source.num_examples, self.global_batch) // self.global_batch)
+            if not _all_finite(self.model.weights):
                 raise TrainingError(
                     f"The weights became non-finite in epoch {epoch + 1}; stopping. The last good checkpoint "
                     f"is kept: {self.manager.latest_checkpoint}."
@@ -352,6 +374,9 @@ class Trainer:
                       f"{row['images_per_second']:.1f} images/s", flush=True)
             rows = [r for r in rows if r["epoch"] != epoch + 1] + [row]
             self._epoch_end(rows, row, writers)
+            # Checkpoint last: a run killed before it redoes the end of the epoch (same weights, same
+            # row) rather than resuming past an epoch whose weights and metrics were never written.
+            self._save()
         return rows
 
     def _train_epoch(self, epoch, start, steps, step, writers):
@@ -359,7 +384,8 @@ class Trainer:
         and the last learning rate."""
         s = self.settings
         iterator = self._distributed(data.train_dataset_fn(
-            self.train_source, self.train_transform, self.global_batch, steps, epoch, start, s.seed))
+            self.train_source, self.train_transform, self.global_batch, steps, epoch, start, s.seed,
+            self.batch_transform))
         progress = (keras.utils.Progbar(steps, stateful_metrics=["loss", "error", "lr"])
                     if s.progress and self.chief else None)
         if progress:
@@ -398,6 +424,10 @@ class Trainer:
                 self._save()
         return step, loss_sum, wrong_sum, lr
 
+    def _tested_weights(self):
+        """The weights that are tested and saved as last/best: the average with --ema_decay, else the raw ones."""
+        return regularization.averaged_weights(self.optimizer, self.optimized_variables)
+
     def _summary_writers(self):
         if not self.chief:
             return None
@@ -408,10 +438,10 @@ class Trainer:
     def _epoch_end(self, rows, row, writers):
         if not self.chief:
             return
-        save_weights_atomically(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
-        best = reporting.best_row(rows)
-        if best is row:
-            save_weights_atomically(self.model, os.path.join(self.work_dir, runs.BEST_WEIGHTS))
+        with self._tested_weights():
+            save_weights_atomically(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
+            if reporting.best_row(rows) is row:
+                save_weights_atomically(self.model, os.path.join(self.work_dir, runs.BEST_WEIGHTS))
         reporting.write_metrics(self.work_dir, rows)
         with writers[1].as_default(step=row["step"]):
             for key in ("test_loss", "test_error", "test_top5_error"):
@@ -449,8 +479,8 @@ class Trainer:
             "replicas": self.strategy.num_replicas_in_sync,
             "precision": self.settings.precision,
             "xla": self.settings.xla,
-            "learning_rates": list(self.schedule.values),
-            "lr_boundaries": list(self.schedule.boundaries),
+            **schedules.record(self.schedule),
+            "options": dataclasses.asdict(self.options),
             "weight_decay": self.weight_decay,
             "train_examples": self.train_source.num_examples,
             "test_examples": self.test_source.num_examples,

@@ -17,6 +17,11 @@ def count_flops(model):
     Batch normalisation, activations, pooling and additions are not counted, as in the ResNet paper's
     Table 1. The model's input size must be fixed (e.g. ``input_shape=(224, 224, 3)``).
     """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"count_flops takes a built Keras model, e.g. count_flops(keras_preresnet.ResNet50()); "
+            f"received the {type(model).__name__} {model!r:.80}."
+        )
     total = 0
     for layer in _all_layers(model):
         if isinstance(layer, keras.layers.Conv2D):

@@ -86,7 +86,10 @@ def _flatten(module, path):
         return [_Torch(KINDS[name], path, module)]
     if name == "nn.DataParallelTable":
         # A multi-GPU wrapper: every replica is the same network.
-        return _flatten(_children(module, path)[0], f"{path}.modules[1]")
+        replicas = _children(module, path)
+        if not replicas:
+            raise ConversionError(f"Torch module {path} (nn.DataParallelTable) holds no network.")
+        return _flatten(replicas[0], f"{path}.modules[1]")
     if name != "nn.Sequential":
         raise ConversionError(
             f"Torch module {path} is a {name}, which a pre-activation ResNet checkpoint does not contain; "
@@ -135,8 +138,27 @@ def _residual_unit(concat, path):
     return _Torch("unit", path, branch=branch, shortcut=shortcut)
 
 
+def _check_tree(root):
+    """Refuses a module reachable twice through ``modules`` lists: a network is a tree, and a corrupt
+    file's shared or cyclic references would make the conversion walk for ever."""
+    seen, stack = set(), [(root, "model")]
+    while stack:
+        module, path = stack.pop()
+        if not isinstance(module, torch7.TorchObject):
+            continue
+        if id(module) in seen:
+            raise ConversionError(f"Torch module {path} ({module.typename}) occurs twice in the network: "
+                                  "the file is corrupt.")
+        seen.add(id(module))
+        children = module.get("modules")
+        if isinstance(children, dict):
+            stack.extend((child, f"{path}.modules[{key}]") for key, child in children.items())
+
+
 def _tensor(node, key, required=True):
     value = node.module.get(key)
+    if value is not None and not isinstance(value, np.ndarray):
+        raise ConversionError(f"{node}: `{key}` is a {type(value).__name__}, expected a tensor.")
     if isinstance(value, np.ndarray) and value.size == 0:
         value = None
     if value is None and required:
@@ -150,6 +172,8 @@ def _number(node, *keys, default=None):
     for key in keys:
         value = node.module.get(key)
         if value is not None:
+            if not isinstance(value, (bool, int, float)) or not math.isfinite(value):
+                raise ConversionError(f"{node}: `{key}` is {value!r:.60}, expected a finite number.")
             return value
     if default is None:
         raise ConversionError(f"{node} has no `{keys[0]}` field.")
@@ -424,8 +448,8 @@ def _units_per_stage(nodes, stage_of):
 def _check_depth(torch_nodes, keras_nodes):
     """Compares residual units per stage first, so a file of another depth gets a plain message."""
     # A stage is the run of units with the same output width.
-    torch_units = _units_per_stage(torch_nodes, lambda n: [c for c in n.branch if c.kind == "conv"][-1]
-                                   .module.get("nOutputPlane"))
+    torch_units = _units_per_stage(torch_nodes, lambda n: _number([c for c in n.branch if c.kind == "conv"][-1],
+                                                                   "nOutputPlane"))
     keras_units = _units_per_stage(keras_nodes, lambda n: n.layer.output_filters)
     if torch_units != keras_units:
         raise ConversionError(
@@ -501,6 +525,7 @@ def convert(source, model):
     root = torch7.load(source) if isinstance(source, (str, os.PathLike)) else source
     if isinstance(root, dict) and "model" in root:
         root = root["model"]
+    _check_tree(root)
     plan = _Plan()
     keras_nodes = _keras_nodes(model)
     for k in keras_nodes:

@@ -5,11 +5,13 @@ Torch objects carry a reference index so shared objects (e.g. tensors sharing a 
 once. Torch objects are ``"V <version>"``, the class name, and then either tensor/storage data or the
 object's table of fields (nn modules).
 
-Unlike a lenient reader, this one checks every length against the bytes actually present and every
-tensor against the extent of its storage, so a truncated or corrupt checkpoint is a ``Torch7Error``
-instead of garbage numbers.
+Unlike a lenient reader, this one checks every length and count against the bytes actually left,
+every tensor against the extent of its storage, and the nesting depth, so a truncated or corrupt
+checkpoint is a ``Torch7Error`` within the time of one pass over the file, instead of garbage numbers,
+a huge allocation or a hang. Tensors are read-only views of the file's bytes, never copies.
 """
 
+import math
 import struct
 
 import numpy as np
@@ -25,6 +27,10 @@ _ELEMENT_TYPES = {
 }
 TENSOR_CLASSES = {f"torch.{k}Tensor": np.dtype(v) for k, v in _ELEMENT_TYPES.items()}
 STORAGE_CLASSES = {f"torch.{k}Storage": np.dtype(v) for k, v in _ELEMENT_TYPES.items()}
+# Tables and objects nested deeper than this are corruption: the released ResNet-200 nests about 25 deep.
+MAX_NESTING = 200
+MAX_DIMENSIONS = 64
+MAX_CLASS_NAME = 256
 
 
 class Torch7Error(ValueError):
@@ -60,6 +66,7 @@ class _Reader:
         self.pos = 0
         self.name = name
         self.objects = {}
+        self.depth = 0
 
     def _take(self, n, what):
         if n < 0:
@@ -81,14 +88,30 @@ class _Reader:
         return struct.unpack("<q", self._take(8, "a long"))[0]
 
     def longs(self, n):
-        if n < 0 or n > 64:
+        if n < 0 or n > MAX_DIMENSIONS:
             raise Torch7Error(f"{self.name}: corrupt Torch7 file (tensor with {n} dimensions).")
         return list(struct.unpack(f"<{n}q", self._take(8 * n, "tensor sizes")))
 
     def string(self):
         return bytes(self._take(self.int(), "a string"))
 
+    def class_name(self):
+        start, length = self.pos, self.int()
+        if not 0 < length <= MAX_CLASS_NAME:
+            raise Torch7Error(f"{self.name}: corrupt Torch7 file (a class name of {length} bytes at byte {start}).")
+        return bytes(self._take(length, "a class name")).decode("ascii", "replace")
+
     def object(self):
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise Torch7Error(f"{self.name}: corrupt Torch7 file (objects nested over {MAX_NESTING} deep at byte "
+                              f"{self.pos}).")
+        try:
+            return self._object()
+        finally:
+            self.depth -= 1
+
+    def _object(self):
         kind = self.int()
         if kind == TYPE_NIL:
             return None
@@ -109,11 +132,14 @@ class _Reader:
             table = {}
             self.objects[index] = table
             size = self.int()
-            if size < 0:
-                raise Torch7Error(f"{self.name}: corrupt Torch7 file (table of size {size}).")
+            # A key and a value take at least 4 bytes each (their type tags).
+            if size < 0 or 8 * size > len(self.data) - self.pos:
+                raise Torch7Error(f"{self.name}: corrupt Torch7 file (table of {size} entries at byte "
+                                  f"{self.pos - 4}, with {len(self.data) - self.pos} bytes left).")
             for _ in range(size):
+                where = self.pos
                 key = self.object()
-                table[_key(key, self.name)] = self.object()
+                table[_key(key, self.name, where)] = self.object()
             return table
         dumped = bytes(self._take(self.int(), "a function"))
         function = LuaFunction(dumped, None)
@@ -122,13 +148,13 @@ class _Reader:
         return function
 
     def _torch(self, index):
-        version_string = self.string().decode("ascii", "replace")
+        version_string = self.class_name()
         if version_string.startswith("V "):
             try:
-                version = int(float(version_string[2:]))
+                version = int(version_string[2:])
             except ValueError:
                 raise Torch7Error(f"{self.name}: corrupt Torch7 file (version {version_string!r}).") from None
-            typename = self.string().decode("ascii", "replace")
+            typename = self.class_name()
         else:
             version, typename = 0, version_string
         if typename in STORAGE_CLASSES:
@@ -168,7 +194,15 @@ class _Reader:
             raise Torch7Error(f"{self.name}: corrupt Torch7 file ({typename} whose storage is not {dtype}).")
         if any(s < 0 for s in sizes) or any(s < 0 for s in strides) or offset < 0:
             raise Torch7Error(f"{self.name}: corrupt Torch7 file (tensor sizes {sizes}, strides {strides}).")
-        if 0 in sizes:
+        # Overlapping (expanded) tensors never occur in a saved network; refusing them bounds every
+        # tensor by its storage, which the file holds.
+        elements = math.prod(sizes)
+        if elements > storage.size or max(sizes + strides) > storage.size:
+            raise Torch7Error(
+                f"{self.name}: corrupt Torch7 file: a tensor of size {sizes} ({elements} elements), strides "
+                f"{strides}, over a storage of {storage.size} elements."
+            )
+        if elements == 0:
             return np.zeros(sizes, dtype)
         last = offset + sum((n - 1) * s for n, s in zip(sizes, strides))
         if last >= storage.size:
@@ -179,14 +213,16 @@ class _Reader:
         view = np.lib.stride_tricks.as_strided(
             storage[offset:], shape=sizes, strides=[s * dtype.itemsize for s in strides], writeable=False
         )
-        return np.array(view, dtype=dtype.newbyteorder("="))
+        return view.astype(dtype.newbyteorder("="), copy=False)
 
 
-def _key(key, name):
+def _key(key, name, where):
     # Lua tables index with numbers and strings; integral numbers become ints (1-based, as in Lua).
+    if key is None or (isinstance(key, float) and math.isnan(key)):
+        raise Torch7Error(f"{name}: corrupt Torch7 file (a table key that is {key} at byte {where}).")
     if isinstance(key, float) and key.is_integer():
         return int(key)
-    if isinstance(key, (str, bool, float)) or key is None:
+    if isinstance(key, (str, bool, float)):
         return key
     # A table or object used as a key: keep it by identity.
     return id(key)
