@@ -16,15 +16,17 @@ within ``parity.FLOAT_TOLERANCE``; then each version folder is renamed into plac
 
 import dataclasses
 import os
-import tempfile
+import shutil
 
 import keras_preresnet
+from keras_preresnet import files
 from export import images, parity, saved_model, tflite, versions
 from keras_preresnet import runtimes
 
 FORMATS = ("saved_model", "tflite", "onnx")
 FORMAT_SUFFIX = {"saved_model": "", "tflite": "-tflite", "onnx": "-onnx"}
 SAVED_MODEL_REPORT = os.path.join("assets.extra", parity.REPORT_FILENAME)
+SCRATCH = ".float-savedmodel"
 
 
 @dataclasses.dataclass
@@ -42,6 +44,15 @@ def _check_list(name, values, allowed):
     if unknown or not all(isinstance(v, str) for v in values):
         raise ValueError(f"`{name}` must be a subset of {allowed}; received {name}={list(values)!r}.")
     return tuple(dict.fromkeys(values))
+
+
+def _check_out(out):
+    # The first existing folder on the way must be a folder: os.makedirs would fail deep inside.
+    existing = os.path.abspath(os.fspath(out))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"`out` must be a folder (or a path to create one); {existing!r} is a file; received out={out!r}.")
 
 
 def format_base(out, name, fmt):
@@ -110,6 +121,7 @@ def export_model(
         differs from Keras by more than ``parity.FLOAT_TOLERANCE``.
     """
     formats, quantize = _check_formats(formats, quantize, calibration_data)
+    _check_out(out)
     parity_files, calibration_files = _image_files(parity_data, calibration_data, parity_images, calibration_images)
     bases = {fmt: format_base(out, servable.name, fmt) for fmt in formats}
     version = versions.next_version(bases.values()) if version is None else versions.check_version(version)
@@ -148,14 +160,19 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
         path = staged["saved_model"].path
         log("Writing SavedModel ...")
         saved_model.write(servable, path)
+        files.write_point()
         sm_reports = saved_model.verify(path, reference, parity_files, preprocessed)
         os.makedirs(os.path.dirname(os.path.join(path, SAVED_MODEL_REPORT)), exist_ok=True)
         parity.save(sm_reports, os.path.join(path, SAVED_MODEL_REPORT), **context)
         runtimes.write_record(os.path.join(path, runtimes.SAVED_MODEL_RECORD), **record)
         reports += sm_reports
     if "tflite" in staged or "onnx" in staged:
-        with tempfile.TemporaryDirectory(prefix="float-savedmodel-") as scratch:
+        # The converters' input lives in a staging folder (and goes before publishing), so a killed
+        # export leaves it where the next export's clean-up of staging folders finds it.
+        scratch = os.path.join(staged["tflite" if "tflite" in staged else "onnx"].path, SCRATCH)
+        try:
             saved_model.write_probabilities_only(servable, scratch)
+            files.write_point()
             if "tflite" in staged:
                 reports += _write_tflite(staged["tflite"].path, scratch, servable, quantize, preprocessed,
                                          reference, calibration_files, context, log)
@@ -166,10 +183,13 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
                 path = os.path.join(staged["onnx"].path, onnx.FILENAME)
                 log("Converting to ONNX ...")
                 onnx.convert(scratch, path)
+                files.write_point()
                 onnx_report = onnx.verify(path, reference, preprocessed)
                 parity.save([onnx_report], os.path.join(staged["onnx"].path, parity.REPORT_FILENAME), **context)
                 runtimes.write_record(os.path.join(staged["onnx"].path, runtimes.RECORD_FILENAME), **record)
                 reports.append(onnx_report)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return reports
 
 
@@ -180,8 +200,7 @@ def _write_tflite(folder, float_saved_model, servable, quantize, preprocessed, r
     for variant in ("float32",) + quantize:
         log(f"Converting to TFLite {variant} ...")
         path = os.path.join(folder, tflite.filename(variant))
-        with open(path, "wb") as f:
-            f.write(tflite.convert(float_saved_model, variant, calibration))
+        files.write_bytes(path, tflite.convert(float_saved_model, variant, calibration))
         reports.append(tflite.verify(path, variant, reference, preprocessed))
     parity.save(reports, os.path.join(folder, parity.REPORT_FILENAME), **context)
     return reports

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from keras_preresnet import files
+
 # Float artifacts must reproduce the Keras probabilities to this absolute tolerance (the issue's bar).
 FLOAT_TOLERANCE = 1e-4
 REPORT_FILENAME = "parity.json"
@@ -87,6 +89,4 @@ def format_table(reports):
 
 def save(reports, path, **context):
     """Writes the reports (and ``context``, e.g. the model name) as JSON to ``path``."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(dict(context, reports=[r.as_dict() for r in reports]), f, indent=2)
-        f.write("\n")
+    files.write_bytes(path, json.dumps(dict(context, reports=[r.as_dict() for r in reports]), indent=2) + "\n")

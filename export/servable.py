@@ -14,6 +14,7 @@ import tensorflow as tf
 import keras_preresnet
 from keras_preresnet import models, preprocessing, runs
 from keras_preresnet.labels import default_labels, parse_classes, read_labels  # noqa: F401 (export API)
+from keras_preresnet.layers import check_choice
 from keras_preresnet.models import resolve_architecture
 
 PREPROCESSING = tuple(preprocessing.PREPROCESSING)
@@ -37,10 +38,7 @@ class Servable:
     preprocessing: str
 
     def __post_init__(self):
-        if self.preprocessing not in PREPROCESSING:
-            raise ValueError(
-                f"`preprocessing` must be one of {PREPROCESSING}; received preprocessing={self.preprocessing!r}."
-            )
+        check_choice("preprocessing", self.preprocessing, PREPROCESSING)
         shape = tuple(self.model.input_shape)
         if len(shape) != 4 or shape[-1] != 3 or None in shape[1:3] or shape[1] != shape[2]:
             raise ValueError(
@@ -119,6 +117,7 @@ def build(model_name, weights=None, labels=None, preprocessing_name=None, name=N
         preprocessing_name = preprocessing_name or run["preprocessing"]["name"]
     if preprocessing_name is None:
         preprocessing_name = preprocessing.default_preprocessing(models.ARCHITECTURES[key]["layout"], count)
+    check_choice("preprocessing", preprocessing_name, PREPROCESSING)
     model = keras_preresnet.build_named(key, weights=weights, classes=count)
     if labels is None:
         labels = default_labels(preprocessing_name, model.output_shape[-1])

@@ -10,31 +10,11 @@ next export can remove those whose process is gone (``remove_stale_staging``).
 
 import os
 import shutil
-import socket
 import tempfile
 
+from keras_preresnet import files
+
 STAGING_PREFIX = ".staging-"
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _host():
-    # The owner's parts are separated by "-" in the folder name.
-    return socket.gethostname().replace("-", "_") or "localhost"
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def remove_stale_staging(base):
@@ -46,7 +26,7 @@ def remove_stale_staging(base):
         return removed
     for name in sorted(os.listdir(base)):
         parts = name[len(STAGING_PREFIX):].split("-") if name.startswith(STAGING_PREFIX) else []
-        if len(parts) != 4 or parts[1] != _host() or not parts[2].isdigit() or _alive(int(parts[2])):
+        if len(parts) != 4 or not parts[2].isdigit() or not files.owner_is_gone(parts[1], int(parts[2])):
             continue
         path = os.path.join(base, name)
         shutil.rmtree(path, ignore_errors=True)
@@ -83,10 +63,11 @@ class StagedVersion:
                 "Choose another --version (or leave it out to use the next free one)."
             )
         os.makedirs(base, exist_ok=True)
-        self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-{_host()}-{os.getpid()}-", dir=base)
+        self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-{files.owner()}-", dir=base)
         # mkdtemp makes the folder private (0700); a published version must be as readable as any
         # folder made here, e.g. by a TF Serving process running as another user.
-        os.chmod(self.path, 0o777 & ~_umask())
+        os.chmod(self.path, files.folder_mode())
+        files.write_point()
 
     def publish(self):
         """Renames the staging folder to its final name (atomic on one file system)."""
@@ -94,6 +75,7 @@ class StagedVersion:
             raise FileExistsError(f"{self.final_path!r} appeared while exporting; not overwriting it.")
         os.rename(self.path, self.final_path)
         self.path = self.final_path
+        files.write_point()
         return self.final_path
 
     def discard(self):

@@ -8,6 +8,7 @@ if _console.running_command_line():
 
 from keras_preresnet import features
 from keras_preresnet.analysis.flops import count_flops
+from keras_preresnet.analysis.layer_responses import layer_responses
 from keras_preresnet.inference import fold_batchnorm
 from keras_preresnet.layers import (
     BNAfterAdditionUnit,
@@ -19,6 +20,7 @@ from keras_preresnet.layers import (
     FullPreActivationUnit,
     IdentityShortcut,
     OriginalUnit,
+    PlainUnit,
     ReLUBeforeAdditionUnit,
     ReLUOnlyPreActivationUnit,
     ResidualUnit,
@@ -28,6 +30,13 @@ from keras_preresnet.layers import (
 from keras_preresnet.preprocessing import decode_predictions, imagenet_classes, preprocess_input
 from keras_preresnet.models import (
     ARCHITECTURES,
+    PlainNet18,
+    PlainNet20,
+    PlainNet32,
+    PlainNet34,
+    PlainNet44,
+    PlainNet56,
+    PlainNet110,
     PreActResNet18,
     PreActResNet34,
     PreActResNet50,

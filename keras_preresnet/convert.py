@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from keras_preresnet import console, models
+from keras_preresnet import console, files, models
 from keras_preresnet.pretrained import converter, weights
 
 
@@ -22,7 +22,7 @@ def convert_file(t7_path, output_path, architecture=weights.DEFAULT_ARCHITECTURE
         raise ValueError(f"The output must be a Keras weights file ending in '.weights.h5'; received {output_path!r}.")
     model = models.build_named(architecture, weights=None, **build_kwargs)
     converter.convert(t7_path, model)
-    return weights.save_weights_atomically(model, output_path)
+    return files.save_weights(model, output_path)
 
 
 def main(argv=None):

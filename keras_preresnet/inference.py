@@ -51,7 +51,8 @@ def _transfer_unit(source, target):
         target.projection_conv.set_weights(weights)
     for old, new in zip(source.after_layers, target.after_layers):
         new.set_weights(old.get_weights())
-    target.combine.set_weights(source.combine.get_weights())
+    if source.combine is not None:
+        target.combine.set_weights(source.combine.get_weights())
 
 
 def _conv_bn_pairs(model):

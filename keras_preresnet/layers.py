@@ -314,7 +314,8 @@ class ResidualUnit(keras.layers.Layer):
     after the CIFAR stem's convolution, and ``head``, the ops before pooling (a pre-activation net ends
     with the activation its last unit leaves out). ``order`` is its key in ``UNITS``. Pre-activation
     units (whose F starts before its first convolution) can share that pre-activation with the
-    shortcut (``shortcut_from='preactivated'``).
+    shortcut (``shortcut_from='preactivated'``). A unit with ``has_shortcut = False`` (the plain unit)
+    has no h(x) at all and computes ``f(F(x))``.
 
     Args:
         filters: width of the unit (the inner width of a bottleneck).
@@ -341,6 +342,7 @@ class ResidualUnit(keras.layers.Layer):
     after_addition = ()
     stem_tail = ()
     head = ()
+    has_shortcut = True
 
     @classmethod
     def preactivates(cls):
@@ -376,6 +378,11 @@ class ResidualUnit(keras.layers.Layer):
         self.expansion = int(expansion)
         self.shortcut_type = check_choice("shortcut", shortcut, SHORTCUTS)
         self.shortcut_options = dict(shortcut_options or {})
+        if not self.has_shortcut and (self.shortcut_type != "identity" or self.shortcut_options):
+            raise ValueError(
+                f"{type(self).__name__} has no shortcut: leave `shortcut` and `shortcut_options` at their "
+                f"defaults; received shortcut={shortcut!r}, shortcut_options={shortcut_options!r}."
+            )
         self.projection = check_choice("projection", projection, PROJECTIONS)
         self.projection_bn = bool(projection_bn)
         self.stride_position = check_choice("stride_position", stride_position, STRIDE_POSITIONS)
@@ -389,6 +396,9 @@ class ResidualUnit(keras.layers.Layer):
         self.fold_batchnorm = bool(fold_batchnorm)
         if not 0 <= float(drop_path_rate) < 1:
             raise ValueError(f"`drop_path_rate` must be in [0, 1); received drop_path_rate={drop_path_rate!r}.")
+        if drop_path_rate and not self.has_shortcut:
+            raise ValueError(f"{type(self).__name__} has no shortcut to keep when its branch is dropped; "
+                             "use drop_path_rate=0.")
         self.drop_path_rate = float(drop_path_rate)
         self.drop_path = DropPath(self.drop_path_rate, name=f"{self.name}_drop_path") if drop_path_rate else None
         self.output_filters = self.filters * (self.expansion if self.form == "bottleneck" else 1)
@@ -440,7 +450,10 @@ class ResidualUnit(keras.layers.Layer):
             layer = batch_norm(f"{self.name}_out_bn", dtype=self.dtype_policy)
             layer.build(shape)
             self.after_layers.append(layer)
-        self._build_shortcut(tuple(input_shape), shape)
+        self.projection_conv = self.projection_norm = self.combine = None
+        self.zero_pad_channels = 0
+        if self.has_shortcut:
+            self._build_shortcut(tuple(input_shape), shape)
         self.built = True
 
     def _build_branch(self, shape):
@@ -474,8 +487,6 @@ class ResidualUnit(keras.layers.Layer):
         in_channels = input_shape[-1]
         shortcut_cls = SHORTCUTS[self.shortcut_type]
         changes = self.strides != 1 or in_channels != self.output_filters
-        self.projection_conv = self.projection_norm = None
-        self.zero_pad_channels = 0
         if not shortcut_cls.projects and (self.projection == "C" or (changes and self.projection == "B")):
             fold = self.projection_bn and self.fold_batchnorm
             self.projection_conv = self._conv(
@@ -524,11 +535,14 @@ class ResidualUnit(keras.layers.Layer):
         steps = self.branch_steps()
         n = self.n_preactivation
         x = apply_ops(steps[:n], inputs, training)
-        h = self._match_dimensions(x if self.shortcut_from == "preactivated" else inputs, training)
         residual = apply_ops(steps[n:], x, training)
-        if self.drop_path is not None:
-            residual = self.drop_path(residual, training=training)
-        y = self.combine(h, residual, training=training)
+        if not self.has_shortcut:
+            y = residual
+        else:
+            if self.drop_path is not None:
+                residual = self.drop_path(residual, training=training)
+            h = self._match_dimensions(x if self.shortcut_from == "preactivated" else inputs, training)
+            y = self.combine(h, residual, training=training)
         return apply_ops(self.after_addition_steps(), y, training)
 
     def compute_output_shape(self, input_shape):
@@ -576,6 +590,20 @@ class OriginalUnit(ResidualUnit):
     last_conv = ("conv", "bn")
     after_addition = ("relu",)
     stem_tail = ("bn", "relu")
+
+
+@_unit
+class PlainUnit(ResidualUnit):
+    """The ResNet paper's plain counterpart of the original unit (its Fig. 3, middle): the same layers,
+    ``x_next = ReLU(F(x))`` with F = conv-BN-ReLU-conv-BN and no shortcut at all, so no projection and
+    the parameters of a ResNet with option A shortcuts."""
+
+    order = "plain"
+    each_conv = ("conv", "bn", "relu")
+    last_conv = ("conv", "bn")
+    after_addition = ("relu",)
+    stem_tail = ("bn", "relu")
+    has_shortcut = False
 
 
 @_unit

@@ -10,6 +10,8 @@ Layer names follow keras.applications (``conv1_conv``, ``conv3_block2``, ``post_
 """
 
 import fnmatch
+import inspect
+import numbers
 import os
 
 import keras
@@ -52,6 +54,12 @@ ARCHITECTURES = {
     "resnet164": dict(depth=164, unit="original", layout=CIFAR),
     "resnet1001": dict(depth=1001, unit="original", layout=CIFAR),
     "resnet1202": dict(depth=1202, unit="original", layout=CIFAR),
+    # The ResNet paper's plain nets: its ResNets without shortcuts (Fig. 3 middle; Sec. 4.2).
+    "plain20": dict(depth=20, unit="plain", layout=CIFAR),
+    "plain32": dict(depth=32, unit="plain", layout=CIFAR),
+    "plain44": dict(depth=44, unit="plain", layout=CIFAR),
+    "plain56": dict(depth=56, unit="plain", layout=CIFAR),
+    "plain110": dict(depth=110, unit="plain", layout=CIFAR),
     "preact_resnet110": dict(depth=110, unit="full_preactivation", layout=CIFAR),
     "preact_resnet164": dict(depth=164, unit="full_preactivation", layout=CIFAR),
     "preact_resnet1001": dict(depth=1001, unit="full_preactivation", layout=CIFAR),
@@ -61,6 +69,8 @@ ARCHITECTURES = {
     "resnet101": dict(depth=101, unit="original", layout=IMAGENET),
     "resnet152": dict(depth=152, unit="original", layout=IMAGENET),
     "resnet200": dict(depth=200, unit="original", layout=IMAGENET),
+    "plain18": dict(depth=18, unit="plain", layout=IMAGENET),
+    "plain34": dict(depth=34, unit="plain", layout=IMAGENET),
     "preact_resnet18": dict(depth=18, unit="full_preactivation", layout=IMAGENET),
     "preact_resnet34": dict(depth=34, unit="full_preactivation", layout=IMAGENET),
     "preact_resnet50": dict(depth=50, unit="full_preactivation", layout=IMAGENET),
@@ -83,12 +93,15 @@ PAPER_ERRORS = {
     ("preact_resnet110", "cifar10"): "6.37",
     ("preact_resnet164", "cifar10"): "5.46",
     ("preact_resnet1001", "cifar10"): "4.92",
+    ("plain110", "cifar10"): ">60",  # the ResNet paper draws its plain nets only (Fig. 6): "higher than 60%"
     ("resnet18", "imagenet2012"): "27.88",
     ("resnet34", "imagenet2012"): "21.84",
     ("resnet50", "imagenet2012"): "20.74",
     ("resnet101", "imagenet2012"): "19.87",
     ("resnet152", "imagenet2012"): "19.38",
     ("resnet200", "imagenet2012"): "21.8",
+    ("plain18", "imagenet2012"): "27.94",  # ResNet paper Table 2, 10-crop, as its ResNet-18
+    ("plain34", "imagenet2012"): "28.54",
     ("preact_resnet152", "imagenet2012"): "21.1",
     ("preact_resnet200", "imagenet2012"): "20.7",
     ("resnet164", "cifar100"): "25.16",
@@ -101,6 +114,9 @@ PAPER_ERRORS = {
 def stage_plan(depth, layout, form=None):
     """Returns ``(form, units_per_stage)`` for a depth, e.g. ``('bottleneck', (18, 18, 18))`` for 164."""
     units.check_choice("layout", layout, LAYOUTS)
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
+        raise ValueError(f"`depth` must be an integer (the number of weighted layers); received depth={depth!r}.")
+    depth = int(depth)
     if layout == IMAGENET:
         if depth not in IMAGENET_UNITS:
             raise ValueError(
@@ -115,7 +131,7 @@ def stage_plan(depth, layout, form=None):
         form = "bottleneck" if depth >= 164 and (depth - 2) % 9 == 0 else "basic"
     units.check_choice("form", form, CONVS_PER_UNIT)
     per_stage = 3 * CONVS_PER_UNIT[form]
-    if not isinstance(depth, int) or depth < per_stage + 2 or (depth - 2) % per_stage:
+    if depth < per_stage + 2 or (depth - 2) % per_stage:
         raise ValueError(
             f"A CIFAR ResNet of {form} units has depth {per_stage}n+2 (n >= 1); received depth={depth!r}."
         )
@@ -123,10 +139,14 @@ def stage_plan(depth, layout, form=None):
     return form, (n, n, n)
 
 
+def _is_count(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
 def _check_units_per_stage(units_per_stage, layout):
     stages = len(LAYOUTS[layout]["widths"])
-    units_per_stage = tuple(units_per_stage)
-    if len(units_per_stage) != stages or not all(isinstance(n, int) and n >= 1 for n in units_per_stage):
+    units_per_stage = tuple(units_per_stage) if isinstance(units_per_stage, (tuple, list)) else (units_per_stage,)
+    if len(units_per_stage) != stages or not all(_is_count(n) for n in units_per_stage):
         raise ValueError(
             f"`units_per_stage` must be {stages} positive integers for a {layout} ResNet; received "
             f"units_per_stage={units_per_stage!r}."
@@ -158,9 +178,13 @@ def _input_shape(input_shape, layout, include_top, weights):
     min_size = LAYOUTS[layout]["min_size"]
     if input_shape is None:
         return (size, size, 3) if include_top else (None, None, 3)
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or not all(
+            dim is None or _is_count(dim) for dim in input_shape):
+        raise ValueError(
+            "`input_shape` must be a tuple (height, width, channels) of positive integers or None; "
+            f"received input_shape={input_shape!r}."
+        )
     shape = tuple(input_shape)
-    if len(shape) != 3:
-        raise ValueError(f"`input_shape` must be (height, width, channels); received input_shape={input_shape!r}.")
     if weights is not None and shape[-1] != 3:
         raise ValueError(f"Pretrained weights expect 3 input channels; received input_shape={input_shape!r}.")
     for dim in shape[:2]:
@@ -172,6 +196,18 @@ def _input_shape(input_shape, layout, include_top, weights):
     if shape[-1] is None or shape[-1] < 1:
         raise ValueError(f"The channel dimension must be known; received input_shape={input_shape!r}.")
     return shape
+
+
+def _check_shortcut_options(shortcut, options):
+    if options is None:
+        return
+    init = inspect.signature(units.SHORTCUTS[shortcut].__init__).parameters
+    accepted = [name for name in init if name not in ("self", "filters", "strides", "kwargs")]
+    if not isinstance(options, dict) or any(key not in accepted for key in options):
+        raise ValueError(
+            f"`shortcut_options` must be a dict of the {shortcut!r} shortcut's arguments ({', '.join(accepted) or 'none'}); "
+            f"received shortcut_options={options!r}."
+        )
 
 
 def resolve_architecture(name):
@@ -341,7 +377,7 @@ def build_resnet(
     Args:
         depth: number of weighted layers: 6n+2 (basic), 9n+2 (bottleneck) or 3n+2 (1-layer) on
             CIFAR; 18, 34, 50, 101, 152 or 200 on ImageNet.
-        unit: ``'original'``, ``'bn_after_addition'``, ``'relu_before_addition'``,
+        unit: ``'plain'`` (no shortcut), ``'original'``, ``'bn_after_addition'``, ``'relu_before_addition'``,
             ``'relu_only_preactivation'`` or ``'full_preactivation'``.
         shortcut: ``'identity'``, ``'constant_scaling'``, ``'exclusive_gating'``,
             ``'shortcut_only_gating'``, ``'conv1x1'`` or ``'dropout'``; ``shortcut_options`` holds its
@@ -374,6 +410,15 @@ def build_resnet(
     units.check_choice("unit", unit, units.UNITS)
     units.check_choice("shortcut", shortcut, units.SHORTCUTS)
     units.check_choice("layout", layout, LAYOUTS)
+    if not units.UNITS[unit].has_shortcut and (shortcut != "identity" or shortcut_options or projection):
+        raise ValueError(
+            f"A {unit} net has no shortcuts: leave `shortcut`, `shortcut_options` and `projection` at their "
+            f"defaults; received shortcut={shortcut!r}, shortcut_options={shortcut_options!r}, "
+            f"projection={projection!r}."
+        )
+    _check_shortcut_options(shortcut, shortcut_options)
+    if not isinstance(include_top, bool):
+        raise ValueError(f"`include_top` must be True or False; received include_top={include_top!r}.")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'; received pooling={pooling!r}.")
     if features_only:
@@ -388,7 +433,7 @@ def build_resnet(
     form, depth_units = stage_plan(depth, layout, form)
     units_per_stage = depth_units if units_per_stage is None else _check_units_per_stage(units_per_stage, layout)
     classes = LAYOUTS[layout]["classes"] if classes is None else classes
-    if include_top and (not isinstance(classes, int) or classes < 1):
+    if include_top and not _is_count(classes):
         raise ValueError(f"`classes` must be a positive integer; received classes={classes!r}.")
     _check_weights(weights, include_top, classes, classifier_activation, architecture)
     settings = _unit_settings(layout, unit, form)
@@ -433,9 +478,9 @@ def unit_drop_path_rates(drop_path_rate, num_units):
 
 
 def _default_name(unit, depth, layout):
-    prefix = {"original": "", "full_preactivation": "preact_"}.get(unit, f"{unit}_")
+    stem = {"original": "resnet", "full_preactivation": "preact_resnet", "plain": "plain"}.get(unit, f"{unit}_resnet")
     suffix = "" if layout == CIFAR or depth in IMAGENET_UNITS else f"_{layout}"
-    return f"{prefix}resnet{depth}{suffix}"
+    return f"{stem}{depth}{suffix}"
 
 
 def build_named(architecture, **kwargs):
@@ -465,10 +510,10 @@ def _named(architecture, public_name):
             classifier_activation=classifier_activation, name=name, **kwargs,
         )
 
-    kind = "pre-activation" if spec["unit"] == "full_preactivation" else "original"
+    kind = {"full_preactivation": "pre-activation ResNet", "plain": "plain net"}.get(spec["unit"], "original ResNet")
     builder.__name__ = builder.__qualname__ = public_name
     builder.__doc__ = (
-        f"{spec['layout'].capitalize()} {kind} ResNet-{spec['depth']} (keras.applications signature; "
+        f"{spec['layout'].capitalize()} {kind}-{spec['depth']} (keras.applications signature; "
         f"default input {LAYOUTS[spec['layout']]['default_size']}x{LAYOUTS[spec['layout']]['default_size']}, "
         f"classes={LAYOUTS[spec['layout']]['classes']})."
     )
@@ -488,8 +533,8 @@ def list_models(filter=None, pretrained=False):
 
 
 def public_name(architecture):
-    """``'preact_resnet200'`` -> ``'PreActResNet200'``."""
-    return architecture.replace("preact_resnet", "PreActResNet").replace("resnet", "ResNet")
+    """``'preact_resnet200'`` -> ``'PreActResNet200'``, ``'plain20'`` -> ``'PlainNet20'``."""
+    return architecture.replace("preact_resnet", "PreActResNet").replace("resnet", "ResNet").replace("plain", "PlainNet")
 
 
 ResNet20 = _named("resnet20", "ResNet20")
@@ -509,6 +554,13 @@ ResNet50 = _named("resnet50", "ResNet50")
 ResNet101 = _named("resnet101", "ResNet101")
 ResNet152 = _named("resnet152", "ResNet152")
 ResNet200 = _named("resnet200", "ResNet200")
+PlainNet20 = _named("plain20", "PlainNet20")
+PlainNet32 = _named("plain32", "PlainNet32")
+PlainNet44 = _named("plain44", "PlainNet44")
+PlainNet56 = _named("plain56", "PlainNet56")
+PlainNet110 = _named("plain110", "PlainNet110")
+PlainNet18 = _named("plain18", "PlainNet18")
+PlainNet34 = _named("plain34", "PlainNet34")
 PreActResNet18 = _named("preact_resnet18", "PreActResNet18")
 PreActResNet34 = _named("preact_resnet34", "PreActResNet34")
 PreActResNet50 = _named("preact_resnet50", "PreActResNet50")

@@ -13,7 +13,8 @@ RUN_JSON = "run.json"
 BEST_WEIGHTS = "best.weights.h5"
 LAST_WEIGHTS = "last.weights.h5"
 # build_resnet arguments a run records (``input_shape`` as ``image_size``).
-NETWORK_KEYS = ("depth", "unit", "shortcut", "shortcut_options", "layout", "form", "image_size", "classes")
+NETWORK_KEYS = ("depth", "unit", "shortcut", "shortcut_options", "projection", "layout", "form", "image_size",
+                "classes")
 
 
 def network_record(**arguments):

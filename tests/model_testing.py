@@ -1,7 +1,16 @@
 """Helpers shared by the model tests."""
 
+import h5py
 import keras
 import numpy as np
+
+
+def weights_file_arrays(path):
+    """Every array of a Keras ``.weights.h5`` file, by its path inside the file."""
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return arrays
 
 
 def batch_norms(layer):

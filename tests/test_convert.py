@@ -6,6 +6,7 @@ independent PyTorch implementation that reads the same file with ``torchfile``.
 """
 
 import os
+import stat
 
 import keras
 import numpy as np
@@ -191,6 +192,26 @@ def test_truncated_file_is_refused(tmp_path, keep):
         convert.convert(path, keras_model())
 
 
+@pytest.mark.parametrize("class_name", [b"nn.Sequential", b"cudnn.SpatialConvolution", b"V 1"])
+@pytest.mark.parametrize("length", [200, "rest of the file"])
+def test_corrupt_class_name_length_gives_a_short_error_with_the_offset(tmp_path, class_name, length):
+    path = write(tmp_path)
+    data = bytearray(open(path, "rb").read())
+    at = data.index(len(class_name).to_bytes(4, "little") + class_name)
+    length = len(data) - at - 1000 if length == "rest of the file" else length  # the name swallows what follows
+    data[at : at + 4] = length.to_bytes(4, "little")
+    with open(path, "wb") as f:
+        f.write(data)
+    with pytest.raises(torch7.Torch7Error) as info:
+        convert.convert(path, keras_model())
+    message = str(info.value)
+    assert len(message) < len(path) + 4 * torch7.EXCERPT_BYTES + 100 and message.isprintable(), message[:1000]
+    if length > torch7.MAX_CLASS_NAME:
+        assert f"a class name of {length} bytes at byte {at}" in message
+    else:  # an escaped excerpt of the bytes read as the name
+        assert f"the class name at byte {at} is {repr(class_name)[:-1]}" in message and f"({length} bytes)" in message
+
+
 def test_tensor_beyond_its_storage_is_refused(tmp_path):
     path = str(tmp_path / "bad.t7")
     with open(path, "wb") as f:
@@ -236,6 +257,17 @@ def test_convert_file_writes_a_loadable_file_atomically(tmp_path, monkeypatch, i
     model = models.PreActResNet200(weights=str(out), classifier_activation=None)
     assert_parity(logits(model, images), reference)
     assert sorted(os.listdir(out.parent)) == ["model.weights.h5"]
+
+
+def test_converted_file_gets_the_mode_the_umask_gives(tmp_path, monkeypatch, released):
+    # 0o027 gives 0o640: neither mkstemp's private 0o600 nor a fixed 0o644.
+    monkeypatch.setitem(models.IMAGENET_UNITS, 200, ("bottleneck", BLOCKS))
+    old = os.umask(0o027)
+    try:
+        path = convert_cli.convert_file(released[0], tmp_path / "model.weights.h5")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
 
 
 def test_failed_conversion_leaves_no_output(tmp_path, monkeypatch, capsys):

@@ -77,6 +77,22 @@ def test_output_folder_already_holding_that_version(image_dir, tmp_path):
     assert os.listdir(tmp_path / "ResNet20") == ["4"] and os.listdir(tmp_path / "ResNet20" / "4") == []
 
 
+@pytest.mark.parametrize("flag, message", [
+    ("--out={file}", "export: error: `out` must be a folder (or a path to create one); '{file}' is a file"),
+    ("--out={file}/models", "export: error: `out` must be a folder (or a path to create one); '{file}' is a file"),
+    ("--preprocessing=bogus", "export: error: `preprocessing` must be one of ['imagenet', 'cifar10', 'cifar100']; "
+                              "received preprocessing='bogus'."),
+])
+def test_bad_flag_is_one_line_naming_it_and_what_it_accepts(image_dir, tmp_path, flag, message):
+    file = tmp_path / "a_file"
+    file.write_text("not a folder")
+    args = [flag.format(file=file)] + ([] if flag.startswith("--out") else [f"--out={tmp_path}/m"])
+    result = run_cli("--model=ResNet20", f"--parity_data={image_dir}", *args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert message.format(file=file) in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
 def test_calibration_folder_without_images(tmp_path):
     (tmp_path / "calibration").mkdir()
     result = run_cli("--model=ResNet20", "--formats=tflite", "--quantize=int8",

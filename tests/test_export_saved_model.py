@@ -83,10 +83,27 @@ def test_images_of_different_sizes_in_one_request(exported, tmp_path, cifar_dir)
 def test_undecodable_image_fails_that_request_and_the_next_is_served(exported):
     serve = exported["loaded"].signatures["serving_default"]
     good = images.read_encoded(exported["files"][:1])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images\[1\] of the request is not a decodable"):
         serve(images=tf.constant(good + [b"these bytes are not an image"]))
     out = serve(images=tf.constant(good))
     np.testing.assert_allclose(out["probabilities"].numpy(), exported["reference"][:1], atol=parity.FLOAT_TOLERANCE)
+
+
+@pytest.mark.parametrize("bad_at, size", [(0, 1), (2, 4), (3, 4)])
+def test_the_error_names_the_first_bad_image(exported, bad_at, size):
+    encoded = images.read_encoded(exported["files"][:size])
+    encoded[bad_at] = encoded[bad_at][: len(encoded[bad_at]) // 3]  # a truncated JPEG or PNG
+    if bad_at + 1 < size:
+        encoded[bad_at + 1] = b"not an image either"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"images\[{bad_at}\] of the request"):
+        exported["loaded"].signatures["serving_default"](images=tf.constant(encoded))
+
+
+def test_empty_request_gets_empty_outputs(exported):
+    out = exported["loaded"].signatures["serving_default"](images=tf.constant([], tf.string))
+    assert out["probabilities"].shape == (0, 10) and out["probabilities"].dtype == tf.float32
+    assert out["classes"].shape == (0, 5) and out["classes"].dtype == tf.int32
+    assert out["labels"].shape == (0, 5) and out["labels"].dtype == tf.string
 
 
 def test_verify_reports_both_signatures_and_catches_a_wrong_model(exported):

@@ -16,7 +16,7 @@ def _np(t):
 # BNs that cannot fold: each pre-activation unit's first BN (on the sum) plus the final BN; the
 # BN-after-addition units' BN on the sum.
 @pytest.mark.parametrize("unit, form, depth, left", [
-    ("original", "basic", 14, 0), ("original", "bottleneck", 20, 0),
+    ("plain", "basic", 14, 0), ("original", "basic", 14, 0), ("original", "bottleneck", 20, 0),
     ("bn_after_addition", "basic", 14, 6), ("relu_before_addition", "one_layer", 8, 0),
     ("relu_only_preactivation", "bottleneck", 20, 0), ("full_preactivation", "basic", 14, 7),
     ("full_preactivation", "bottleneck", 20, 7),

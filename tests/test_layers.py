@@ -20,9 +20,13 @@ def _np(t):
     return keras.ops.convert_to_numpy(t)
 
 
-@pytest.mark.parametrize("unit", UNIT_NAMES)
+# A unit without a shortcut (the plain unit) takes no shortcut type.
+UNIT_SHORTCUTS = [(unit, shortcut) for unit in UNIT_NAMES for shortcut in sorted(L.SHORTCUTS)
+                  if L.UNITS[unit].has_shortcut or shortcut == "identity"]
+
+
+@pytest.mark.parametrize("unit, shortcut", UNIT_SHORTCUTS)
 @pytest.mark.parametrize("form", L.FORMS)
-@pytest.mark.parametrize("shortcut", sorted(L.SHORTCUTS))
 def test_unit_config_round_trips_and_rebuilds_the_same_function(unit, form, shortcut):
     options = {"gate_bias": -3.0} if "gating" in shortcut else {}
     layer = L.UNITS[unit](8, strides=2, form=form, shortcut=shortcut, shortcut_options=options,
@@ -58,6 +62,8 @@ def _reference_basic(unit, x):
         return x + bn(1, conv2(relu(bn(0, conv1(relu(x))))))
     if name == "FullPreActivationUnit":
         return x + conv2(relu(bn(1, conv1(relu(bn(0, x))))))
+    if name == "PlainUnit":
+        return relu(bn(1, conv2(relu(bn(0, conv1(x))))))
     raise AssertionError(name)
 
 
@@ -309,3 +315,10 @@ def test_a_new_activation_order_is_one_class():
         assert model(np.ones((1, 8, 8, 3), "float32")).shape == (1, 10)
     finally:
         del L.UNITS["test_bn_only_preactivation"]
+
+
+def test_plain_unit_takes_no_shortcut_type_and_no_drop_path():
+    with pytest.raises(ValueError, match="PlainUnit has no shortcut: leave `shortcut` and `shortcut_options`"):
+        L.PlainUnit(16, shortcut="conv1x1")
+    with pytest.raises(ValueError, match="PlainUnit has no shortcut to keep when its branch is dropped"):
+        L.PlainUnit(16, drop_path_rate=0.1)

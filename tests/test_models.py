@@ -135,6 +135,27 @@ def test_bad_arguments_raise_clear_errors(kwargs, message):
         kp.ResNet20(**kwargs)
 
 
+@pytest.mark.parametrize("args, kwargs, message", [
+    (("20",), {}, "`depth` must be an integer (the number of weighted layers); received depth='20'."),
+    ((None,), {}, "`depth` must be an integer (the number of weighted layers); received depth=None."),
+    ((20,), dict(input_shape=32), "`input_shape` must be a tuple (height, width, channels) of positive integers or None; received input_shape=32."),
+    ((20,), dict(input_shape="abc"), "received input_shape='abc'."),
+    ((20,), dict(input_shape=(32, 32, "3")), "received input_shape=(32, 32, '3')."),
+    ((20, "full_preactivation", "constant_scaling", [0.5]), {},
+     "`shortcut_options` must be a dict of the 'constant_scaling' shortcut's arguments (shortcut_scale, residual_scale); received shortcut_options=[0.5]."),
+    ((20,), dict(shortcut="exclusive_gating", shortcut_options={"bias": -6}), "(gate_bias); received shortcut_options={'bias': -6}."),
+    ((20,), dict(include_top="no"), "`include_top` must be True or False; received include_top='no'."),
+    ((20,), dict(classes=True), "`classes` must be a positive integer; received classes=True."),
+    ((18,), dict(layout="imagenet", units_per_stage=2),
+     "`units_per_stage` must be 4 positive integers for a imagenet ResNet; received units_per_stage=(2,)."),
+])
+def test_builder_names_the_bad_argument_and_what_it_accepts(args, kwargs, message):
+    """Checked at entry like keras.applications: a ValueError naming the argument, never a TypeError from inside."""
+    with pytest.raises(ValueError) as info:
+        kp.build_resnet(*args, **kwargs)
+    assert message in str(info.value)
+
+
 def test_imagenet_weights_require_1000_classes_and_softmax(monkeypatch):
     from keras_preresnet.pretrained import weights as weights_lib
 
@@ -259,3 +280,47 @@ def test_stochastic_depth_rates_grow_linearly_with_depth_to_the_given_rate():
                                keras.ops.convert_to_numpy(plain(x, training=False)), rtol=1e-6)
     with pytest.raises(ValueError, match="drop_path_rate"):
         kp.build_resnet(20, drop_path_rate=1.0)
+
+
+# The ResNet paper's plain nets: its ResNets without shortcuts. On CIFAR (option A) and against ImageNet
+# ResNets with option A shortcuts they have exactly the same parameters ("no extra parameter").
+PLAIN_PARAMS = {
+    "PlainNet20": 269_722, "PlainNet32": 464_154, "PlainNet44": 658_586, "PlainNet56": 853_018,
+    "PlainNet110": 1_727_962, "PlainNet18": 11_515_688, "PlainNet34": 21_623_848,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN_PARAMS))
+def test_plain_nets_have_the_parameters_of_option_a_resnets(name):
+    plain = getattr(kp, name)()
+    spec = ARCHITECTURES[name.replace("PlainNet", "plain")]
+    resnet = kp.build_resnet(spec["depth"], unit="original", layout=spec["layout"], projection="A")
+    assert trainable_params(plain) == trainable_params(resnet) == PLAIN_PARAMS[name]
+    assert [w.path for w in plain.weights] == [w.path.replace("resnet", "plain") for w in resnet.weights]
+    units = [layer for layer in plain.layers if isinstance(layer, L.ResidualUnit)]
+    assert units and all(isinstance(u, L.PlainUnit) and u.combine is None for u in units)
+
+
+def test_imagenet_option_b_adds_the_projections_plain_nets_lack():
+    # Three widening units, each with a 1x1 projection conv and its BN (ResNet paper, Table 3 option B).
+    projections = 64 * 128 + 2 * 128 + 128 * 256 + 2 * 256 + 256 * 512 + 2 * 512
+    assert trainable_params(kp.ResNet34()) - trainable_params(kp.PlainNet34()) == projections
+
+
+def test_plain_unit_has_no_shortcut():
+    x = np.random.RandomState(0).randn(2, 8, 8, 16).astype("float32")
+    for cls, expected in ((L.PlainUnit, np.zeros_like(x)), (L.OriginalUnit, np.maximum(x, 0))):
+        unit = cls(16, name="unit")
+        unit.build(x.shape)
+        norm = unit.branch_layers[-1]
+        for variable in (norm.gamma, norm.beta):
+            variable.assign(np.zeros(variable.shape, "float32"))
+        # F(x) = 0: the plain unit outputs ReLU(0), the original unit ReLU(x + 0).
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(unit(x, training=False)), expected, atol=1e-6)
+
+
+def test_plain_nets_refuse_shortcut_arguments():
+    with pytest.raises(ValueError, match="A plain net has no shortcuts: leave `shortcut`"):
+        kp.build_resnet(20, unit="plain", shortcut="conv1x1")
+    with pytest.raises(ValueError, match="projection='B'"):
+        kp.build_resnet(34, unit="plain", layout="imagenet", projection="B")

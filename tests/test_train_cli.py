@@ -32,6 +32,9 @@ def test_help_lists_the_configs():
     for name in ("cifar10_preact_resnet1001", "cifar100_resnet164", "cifar10_resnet110_exclusive_gating_bg-6",
                  "imagenet_preact_resnet200", "--strategy", "--precision", "--init_weights"):
         assert name in result.stdout
+    # Each config names the tables it is a row of.
+    line = next(line for line in result.stdout.splitlines() if line.strip().startswith("cifar10_resnet110 "))
+    assert "[python -m train.table --table=resnet_table6,identity_table1,identity_table2,identity_table3]" in line
 
 
 def test_user_errors_exit_with_a_clear_message(tmp_path, cifar_dir):

@@ -41,7 +41,8 @@ def test_every_config_builds_a_network_of_its_kind():
     # One small network per distinct (unit, shortcut, form, layout): the arguments are valid builder input.
     seen = set()
     for config in configs.CONFIGS.values():
-        key = (config.unit, config.shortcut, str(config.shortcut_options), config.form, config.layout)
+        key = (config.unit, config.shortcut, str(config.shortcut_options), config.form, config.layout,
+               config.projection)
         if key in seen:
             continue
         seen.add(key)
@@ -49,7 +50,8 @@ def test_every_config_builds_a_network_of_its_kind():
         size = 32
         model = keras_preresnet.build_resnet(
             small, unit=config.unit, shortcut=config.shortcut, shortcut_options=config.shortcut_options,
-            layout=config.layout, form=config.form, input_shape=(size, size, 3), classes=10,
+            layout=config.layout, form=config.form, projection=config.projection, input_shape=(size, size, 3),
+            classes=10,
         )
         assert model.output_shape == (None, 10)
     assert len(seen) > 15
@@ -72,9 +74,42 @@ def test_paper_schedule_at_reference_batch_is_32k_48k_64k_with_warmup_for_110():
     assert schedule.epochs == 165  # 390 steps per epoch: the 64k-th step falls in epoch 165
 
 
-def test_warmup_only_for_110_and_1001():
+def test_warmup_only_for_110_1001_and_1202():
     assert configs.get_config("cifar10_preact_resnet1001").recipe == "cifar_paper_warmup"
+    assert configs.get_config("cifar10_resnet1202").recipe == "cifar_paper_warmup"
+    assert configs.get_config("cifar10_plain110").recipe == "cifar_paper_warmup"
     assert configs.get_config("cifar100_preact_resnet164").recipe == "cifar_paper"
+    assert configs.get_config("cifar10_resnet56").recipe == "cifar_paper"
+
+
+def test_resnet_paper_table6_configs():
+    for depth, error in ((20, "8.75"), (32, "7.51"), (44, "7.17"), (56, "6.97")):
+        resnet, plain = configs.get_config(f"cifar10_resnet{depth}"), configs.get_config(f"cifar10_plain{depth}")
+        assert (resnet.unit, plain.unit, resnet.depth, plain.depth) == ("original", "plain", depth, depth)
+        assert resnet.form == plain.form == "basic" and resnet.layout == plain.layout == "cifar"
+        assert resnet.paper_error == error and plain.paper_error == "-"
+        assert resnet.validation_fraction == plain.validation_fraction == 0.1  # the paper's 45k/5k split
+        assert resnet.batch_size == 128 and resnet.augmentation == "cifar"
+    table6 = configs.TABLES["resnet_table6"]
+    assert [table6.published(row) for row in table6.rows if row.panel == "ResNet"] == [
+        "8.75", "7.51", "7.17", "6.97", "6.43 (6.61±0.16)", "7.93"]
+    assert configs.get_config("cifar10_resnet110").paper_error == "6.61"  # Identity Mappings' figure
+    assert "resnet_table6" in configs.tables_of("cifar10_plain110")
+
+
+def test_resnet_paper_imagenet_configs_are_plain_and_options_a_b_c():
+    from train import network
+
+    params = {}
+    for name in ("imagenet_plain34", "imagenet_resnet34_A", "imagenet_resnet34_B", "imagenet_resnet34_C"):
+        config = configs.get_config(name)
+        assert config.eval_crop == "ten_crop" and config.augmentation == "imagenet_scale"
+        model = network.build_network(config, 1000, image_size=64)
+        params[name] = sum(int(w.numpy().size) for w in model.trainable_weights)
+    # Option A adds no parameters to the plain net, B the three widening projections, C one per unit.
+    assert params["imagenet_plain34"] == params["imagenet_resnet34_A"] == 21_623_848
+    assert params["imagenet_resnet34_A"] < params["imagenet_resnet34_B"] == 21_797_672 < params["imagenet_resnet34_C"]
+    assert [configs.get_config(n).paper_error for n in params] == ["28.54", "25.03", "24.52", "24.19"]
 
 
 def test_public_code_schedule_drops_at_epochs_81_and_122_with_nesterov():

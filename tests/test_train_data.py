@@ -273,3 +273,21 @@ def test_tfds_source_reads_a_local_tfds_build_of_real_images(tmp_path, cifar_ima
     want = sorted((int(label), raw(tf.constant(image), label)[0].numpy().tobytes())
                   for image, label in zip(images[40:50], labels[40:50]))
     assert got == want
+
+
+def test_hold_out_keeps_the_first_images_for_training_and_the_last_for_validation(cifar_dir):
+    source = data.load_source(str(cifar_dir), "cifar10", "train", limit=50)
+    train, validation = data.hold_out(source, 0.1)
+    assert (train.num_examples, validation.num_examples) == (45, 5)
+    labels = [int(label) for _, label in source.dataset]
+    assert [int(label) for _, label in train.dataset] == labels[:45]
+    assert [int(label) for _, label in validation.dataset] == labels[45:]
+    images = np.stack([image.numpy() for image, _ in source.dataset])
+    assert np.array_equal(np.stack([image.numpy() for image, _ in validation.dataset]), images[45:])
+    assert data.first(validation, 2).num_examples == 2
+
+
+def test_hold_out_of_too_few_images_is_a_clear_error(cifar_dir):
+    source = data.load_source(str(cifar_dir), "cifar10", "train", limit=4)
+    with pytest.raises(ValueError, match="Holding out 10% of 4 training images leaves no validation"):
+        data.hold_out(source, 0.1)

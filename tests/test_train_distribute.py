@@ -8,10 +8,10 @@ import subprocess
 import sys
 import textwrap
 
-import h5py
 import numpy as np
 import pytest
 
+from model_testing import weights_file_arrays
 from train import distribute
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,13 +91,6 @@ def _free_ports(count):
     return ports
 
 
-def _weights(path):
-    values = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: values.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return values
-
-
 def test_multi_worker_with_two_processes_finishes_with_identical_weights(tmp_path, cifar_dir):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     model_dir = tmp_path / "run"
@@ -118,8 +111,8 @@ def test_multi_worker_with_two_processes_finishes_with_identical_weights(tmp_pat
             process.kill()
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
-    chief = _weights(model_dir / "last.weights.h5")
-    other = _weights(model_dir / "workers" / "worker_1" / "last.weights.h5")
+    chief = weights_file_arrays(model_dir / "last.weights.h5")
+    other = weights_file_arrays(model_dir / "workers" / "worker_1" / "last.weights.h5")
     assert chief.keys() == other.keys() and len(chief) > 20
     for key in chief:
         np.testing.assert_array_equal(chief[key], other[key], err_msg=key)

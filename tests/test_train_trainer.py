@@ -1,6 +1,7 @@
 """The training loop on real CIFAR images: run files, learning, weight decay, precision, stops and resumes."""
 
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -91,6 +92,26 @@ def test_finished_run_started_again_does_nothing_more(finished_run, cifar_dir):
     before = (model_dir / "metrics.csv").read_text()
     summary = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), _strategy()).run()
     assert summary["steps"] == 32 and (model_dir / "metrics.csv").read_text() == before
+
+
+def test_restart_rewrites_what_a_kill_after_the_last_checkpoint_cut_short(finished_run, tmp_path, cifar_dir):
+    """The end-of-epoch checkpoint holds the epoch's row; the files written after it are redone from it."""
+    model_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], model_dir)
+    complete = (model_dir / "metrics.csv").read_text()
+    (model_dir / "metrics.csv").write_text(complete[: complete.rindex("\n", 0, -1) + 12])  # half a row
+    os.remove(model_dir / "curves.png")
+    os.remove(model_dir / "last.weights.h5")
+    summary = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), _strategy()).run()
+    assert summary["steps"] == 32
+    assert (model_dir / "metrics.csv").read_text() == complete
+    assert (model_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = network.build_network(CONFIG, 10, depth=8)
+    model.load_weights(model_dir / "last.weights.h5")
+    reference = network.build_network(CONFIG, 10, depth=8)
+    reference.load_weights(finished_run[0] / "last.weights.h5")
+    for ours, theirs in zip(model.weights, reference.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
 def test_weight_decay_is_coupled_l2_on_every_trainable_weight(tmp_path, cifar_dir):
@@ -243,3 +264,16 @@ def test_run_json_lets_predict_and_export_use_the_run_without_flags(finished_run
     servable = export.build(str(model_dir))
     assert servable.labels == CIFAR10_CLASSES and servable.preprocessing == "cifar10"
     np.testing.assert_allclose(servable.model.predict(x, verbose=0), probabilities, atol=1e-6)
+
+
+def test_validation_trains_on_the_split_and_tests_on_the_held_out_training_images(tmp_path, cifar_dir):
+    from keras_preresnet.datasets import load_cifar
+
+    run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, train_examples=200, validation=True), _strategy())
+    assert (run.train_source.num_examples, run.test_source.num_examples) == (180, 20)
+    _, labels = load_cifar(cifar_dir, "cifar10", "train")
+    assert [int(label) for _, label in run.test_source.dataset] == list(labels[180:200])
+    assert run.schedule.steps_per_epoch == 180 // 64
+    without = dataclasses.replace(CONFIG, validation_fraction=None)
+    with pytest.raises(ValueError, match="has no validation split of its paper; leave out --validation"):
+        trainer.Trainer(without, _settings(tmp_path, cifar_dir, validation=True), _strategy())

@@ -8,6 +8,7 @@ the real checkpoint.
 import dataclasses
 import os
 import socket
+import stat
 
 import keras
 import numpy as np
@@ -67,6 +68,19 @@ def test_imagenet_downloads_converts_caches_and_matches_reference(monkeypatch, c
     offline(monkeypatch)
     again = models.PreActResNet200(weights="imagenet", classifier_activation=None)
     np.testing.assert_allclose(logits(again, images), reference, atol=1e-4)
+
+
+def test_cache_files_get_the_mode_the_umask_gives(monkeypatch, checkpoint):
+    monkeypatch.setenv(weights.URL_ENV, "file://" + checkpoint[0])
+    old = os.umask(0o027)
+    try:
+        models.PreActResNet200(weights="imagenet")
+    finally:
+        os.umask(old)
+    cached = sorted(os.listdir(weights.cache_dir()))
+    assert cached == sorted([ENTRY.keras_file, ENTRY.torch_file])
+    for name in cached:
+        assert stat.S_IMODE(os.stat(os.path.join(weights.cache_dir(), name)).st_mode) == 0o640, name
 
 
 def test_offline_error_names_the_url_and_both_ways_out(monkeypatch):

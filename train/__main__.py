@@ -53,6 +53,8 @@ flags.DEFINE_integer("image_size", None, "Override the training crop size.", low
 flags.DEFINE_enum("augmentation", None, data.AUGMENTATIONS, "Override the config's augmentation.")
 flags.DEFINE_integer("train_examples", None, "Use only the first N training images.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", None, "Use only the first N test images.", lower_bound=1)
+flags.DEFINE_bool("validation", False, "Train on the paper's train part of the training set and test on its held-out "
+                  "validation images (CIFAR: the last 5k of 50k) instead of the test set.")
 flags.DEFINE_integer("seed", 0, "Seed of the initialisation, the data order and the augmentation.")
 flags.DEFINE_bool("deterministic", False, "Deterministic ops too: runs with one seed are bit-identical "
                   "(docs/training.md).")
@@ -75,8 +77,11 @@ flags.DEFINE_float("drop_path_rate", None, "Stochastic depth: the last unit drop
 
 def configs_table():
     width = max(len(name) for name in configs.CONFIGS)
-    lines = [f"  {name:<{width}}  {config.description} [paper: {config.paper_error}]"
-             for name, config in configs.CONFIGS.items()]
+    lines = []
+    for name, config in configs.CONFIGS.items():
+        tables = configs.tables_of(name)
+        lines.append(f"  {name:<{width}}  {config.description} [paper: {config.paper_error}]"
+                     + (f" [python -m train.table --table={','.join(tables)}]" if tables else ""))
     return "Configs:\n" + "\n".join(lines) + "\n"
 
 

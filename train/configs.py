@@ -24,6 +24,7 @@ from train.options import Options
 
 CIFAR_AUGMENTATION = "cifar"
 IMAGENET_AUGMENTATION = "imagenet"
+IMAGENET_SCALE_AUGMENTATION = "imagenet_scale"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +91,10 @@ class Config:
     batch_size: int = 128
     image_size: int = DATASETS["cifar10"].image_size
     augmentation: str = CIFAR_AUGMENTATION
+    projection: str = None  # dimension matching (ResNet paper option A, B or C); None: the layout's default
     paper_error: str = "-"  # the published test error (%) this experiment reproduces
+    eval_crop: str = "center"  # the test the published error uses: "center" or "ten_crop"
+    validation_fraction: float = None  # the share of the training set the paper held out for validation
     options: Options = Options()  # training options beside the recipe, all off for the papers' experiments
 
     def __hash__(self):
@@ -121,8 +125,28 @@ _UNIT_ABLATIONS = {
     "relu_before_addition": ("7.84", "6.14"),
     "relu_only_preactivation": ("6.71", "5.91"),
 }
-# ResNets the paper trains with the 400-iteration warm-up.
-_WARMUP_DEPTHS = (110, 1001)
+# ResNet paper, Table 6 and Fig. 6: the CIFAR-10 depths of its plain nets and ResNets (their errors are in
+# models.PAPER_ERRORS). Its ResNet-110 row is the best of 5 runs (mean +- std), where the Identity Mappings
+# paper's 6.61 is the median.
+_TABLE6_DEPTHS = {"plain": (20, 32, 44, 56, 110), "original": (20, 32, 44, 56, 110, 1202)}
+_TABLE6_RESNET110 = "6.43 (6.61±0.16)"
+# ResNet paper, Tables 2 and 3 (ImageNet top-1, 10-crop): plain nets and ResNets by (unit, depth, shortcut
+# option: A zero padding, B projections where dimensions change, C projections everywhere), with the
+# tables each is a row of. ResNet-34 A/B/C appear only there; the others' errors are in models.PAPER_ERRORS.
+_RESNET_IMAGENET = {
+    ("plain", 18, None): ("resnet_table2",),
+    ("plain", 34, None): ("resnet_table2", "resnet_table3"),
+    ("original", 18, "A"): ("resnet_table2",),
+    ("original", 34, "A"): ("resnet_table2", "resnet_table3"),
+    ("original", 34, "B"): ("resnet_table3",),
+    ("original", 34, "C"): ("resnet_table3",),
+}
+_RESNET34_OPTIONS = {"A": "25.03", "B": "24.52", "C": "24.19"}
+# The CIFAR schedule (both papers use the ResNet paper's) was chosen on a 45k/5k train/validation split.
+_CIFAR_VALIDATION_FRACTION = 0.1
+# ResNets the papers train with the 400-iteration warm-up: ResNet-110 (ResNet paper, Sec. 4.2), ResNet-1202
+# ("trained as described above", read as including that warm-up) and ResNet-1001 (Identity Mappings paper).
+_WARMUP_DEPTHS = (110, 1001, 1202)
 
 
 def _cifar_config(name, description, dataset, depth, unit, form=None, **kwargs):
@@ -135,6 +159,7 @@ def _cifar_config(name, description, dataset, depth, unit, form=None, **kwargs):
         form=form,
         layout="cifar",
         recipe="cifar_paper_warmup" if depth in _WARMUP_DEPTHS else "cifar_paper",
+        validation_fraction=_CIFAR_VALIDATION_FRACTION,
         **kwargs,
     )
 
@@ -146,6 +171,24 @@ def _format_options(options):
 def _form(depth):
     """The paper's unit form for a CIFAR depth, as the library decides it (basic, or bottleneck for 9n+2 >= 164)."""
     return stage_plan(depth, "cifar")[0]
+
+
+_KIND = {"plain": "plain", "original": "ResNet"}
+
+
+def _architecture(unit, depth):
+    """``('plain', 20)`` -> ``'plain20'``, ``('original', 34)`` -> ``'resnet34'`` (keys of ARCHITECTURES)."""
+    return f"{'plain' if unit == 'plain' else 'resnet'}{depth}"
+
+
+def _imagenet_name(unit, depth, projection):
+    return f"imagenet_{_architecture(unit, depth)}" + (f"_{projection}" if projection else "")
+
+
+def _imagenet_error(unit, depth, projection):
+    if (unit, depth) == ("original", 34):
+        return _RESNET34_OPTIONS[projection]
+    return PAPER_ERRORS[(_architecture(unit, depth), "imagenet2012")]
 
 
 def _build_configs():
@@ -180,6 +223,26 @@ def _build_configs():
         configs.append(_cifar_config(
             f"cifar10_{prefix}_1layer", f"CIFAR-10 {unit.replace('_', '-')} ResNet-110 of 1-layer units (Table 3)",
             "cifar10", 110, unit, "one_layer", paper_error=error,
+        ))
+    known = {config.name for config in configs}
+    for unit, depths in _TABLE6_DEPTHS.items():
+        for depth in depths:
+            name = f"cifar10_{_architecture(unit, depth)}"
+            if name not in known:  # ResNet-110 is already a config (Identity Mappings Tables 1-3)
+                configs.append(_cifar_config(
+                    name, f"CIFAR-10 {_KIND[unit]}-{depth}, option A (ResNet paper Table 6, Fig. 6)",
+                    "cifar10", depth, unit, "basic",
+                    paper_error=PAPER_ERRORS.get((_architecture(unit, depth), "cifar10"), "-"),
+                ))
+    for unit, depth, projection in _RESNET_IMAGENET:
+        configs.append(Config(
+            name=_imagenet_name(unit, depth, projection),
+            description=f"ImageNet {_KIND[unit]}-{depth}" + (f", option {projection}" if projection else "")
+                        + " (ResNet paper Tables 2-3; scale augmentation, fb.resnet.torch schedule, 10-crop test)",
+            dataset="imagenet2012", depth=depth, unit=unit, layout="imagenet", projection=projection,
+            recipe="imagenet", batch_size=256, image_size=DATASETS["imagenet2012"].image_size,
+            augmentation=IMAGENET_SCALE_AUGMENTATION, paper_error=_imagenet_error(unit, depth, projection),
+            eval_crop="ten_crop",
         ))
     for architecture in ("preact_resnet200", "resnet50", "preact_resnet50", "resnet152", "preact_resnet152"):
         spec = ARCHITECTURES[architecture]
@@ -249,3 +312,103 @@ def resolve_schedule(recipe, train_examples, global_batch, *, epochs=None, steps
         boundaries=tuple(points),
         values=tuple(values),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRow:
+    """One row of a paper's table: a config, the figure panel it is drawn in, the series that picks its
+    colour (the same series has the same colour in every panel, as depth does in Fig. 6 of the ResNet
+    paper), its label, and the published error where this table states another than the config's."""
+
+    config: str
+    panel: str
+    series: str
+    label: str
+    published: str = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A table of a paper as a list of configs (run by ``python -m train.table``)."""
+
+    name: str
+    title: str
+    rows: tuple
+
+    def published(self, row):
+        return row.published if row.published is not None else CONFIGS[row.config].paper_error
+
+
+_UNIT_LABELS = {
+    "original": "original (Fig. 4a)",
+    "bn_after_addition": "BN after addition (Fig. 4b)",
+    "relu_before_addition": "ReLU before addition (Fig. 4c)",
+    "relu_only_preactivation": "ReLU-only pre-activation (Fig. 4d)",
+    "full_preactivation": "full pre-activation (Fig. 4e)",
+}
+
+
+def _unit_config(depth, unit):
+    return {"original": f"cifar10_resnet{depth}", "full_preactivation": f"cifar10_preact_resnet{depth}"}.get(
+        unit, f"cifar10_resnet{depth}_{unit}")
+
+
+def _build_tables():
+    table1 = [TableRow("cifar10_resnet110", "ResNet-110", "original", "original")] + [
+        TableRow(f"cifar10_resnet110_{suffix}", "ResNet-110", suffix, suffix) for suffix in _SHORTCUT_ABLATIONS
+    ]
+    table2 = [
+        TableRow(_unit_config(depth, unit), f"ResNet-{depth}", unit, label)
+        for depth in (110, 164) for unit, label in _UNIT_LABELS.items()
+    ]
+    table3 = []
+    for unit, panel, prefix in (("original", "baseline unit", "resnet"),
+                                ("full_preactivation", "pre-activation unit", "preact_resnet")):
+        table3.append(TableRow(f"cifar10_{prefix}110_1layer", panel, "CIFAR-10 ResNet-110 (1-layer skip)",
+                               "CIFAR-10 ResNet-110 (1-layer skip)"))
+        for dataset, depths in (("cifar10", (110, 164, 1001)), ("cifar100", (164, 1001))):
+            for depth in depths:
+                name = f"{_DATASET_NAMES[dataset]} ResNet-{depth}"
+                table3.append(TableRow(f"{dataset}_{prefix}{depth}", panel, name, name))
+    table6 = [
+        TableRow(f"cifar10_{_architecture(unit, depth)}", panel, f"{depth} layers", f"{panel}-{depth}",
+                 published=_TABLE6_RESNET110 if (unit, depth) == ("original", 110) else None)
+        for unit, panel in (("plain", "plain"), ("original", "ResNet")) for depth in _TABLE6_DEPTHS[unit]
+    ]
+    imagenet = {
+        table: tuple(
+            TableRow(_imagenet_name(unit, depth, projection), "plain" if unit == "plain" else "ResNet",
+                     f"{depth} layers", f"{'plain' if unit == 'plain' else 'ResNet'}-{depth}"
+                     + (f" {projection}" if projection else ""))
+            for (unit, depth, projection), tables in _RESNET_IMAGENET.items() if table in tables)
+        for table in ("resnet_table2", "resnet_table3")
+    }
+    tables = [
+        Table("resnet_table2", "ResNet paper, Table 2 and Fig. 4: plain nets vs ResNets (option A) on ImageNet",
+              imagenet["resnet_table2"]),
+        Table("resnet_table3", "ResNet paper, Table 3: plain-34 and ResNet-34 with shortcut options A, B, C (ImageNet)",
+              imagenet["resnet_table3"]),
+        Table("resnet_table6", "ResNet paper, Table 6 and Fig. 6: plain nets and ResNets on CIFAR-10", tuple(table6)),
+        Table("identity_table1", "Identity Mappings paper, Table 1: shortcut types on ResNet-110 (CIFAR-10)",
+              tuple(table1)),
+        Table("identity_table2", "Identity Mappings paper, Table 2: activation placement (CIFAR-10)",
+              tuple(table2)),
+        Table("identity_table3", "Identity Mappings paper, Table 3: original vs pre-activation units (CIFAR-10/100)",
+              tuple(table3)),
+    ]
+    return {table.name: table for table in tables}
+
+
+TABLES = _build_tables()
+
+
+def get_table(name):
+    """The table called ``name``; a ValueError lists the known tables otherwise."""
+    if name not in TABLES:
+        raise ValueError(f"Unknown table {name!r}; known tables: {', '.join(TABLES)}.")
+    return TABLES[name]
+
+
+def tables_of(config_name):
+    """The names of the tables that ``config_name`` is a row of."""
+    return [table.name for table in TABLES.values() if any(row.config == config_name for row in table.rows)]

@@ -189,12 +189,31 @@ def load_source(data_dir, dataset, split, source="auto", manual_dir=None, downlo
         if isinstance(error, DataError):
             raise
         raise DataError(str(error)) from error
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"The example limit must be positive; received {limit}.")
-        result.dataset = result.dataset.take(limit)
-        result.num_examples = min(limit, result.num_examples)
-    return result
+    return result if limit is None else first(result, limit)
+
+
+def first(source, count):
+    """The first ``count`` images of ``source``."""
+    if count < 1:
+        raise ValueError(f"The example limit must be positive; received {count}.")
+    return dataclasses.replace(source, dataset=source.dataset.take(count), num_examples=min(count, source.num_examples))
+
+
+def hold_out(source, fraction):
+    """Splits the training ``source`` into ``(train, validation)``: the last ``fraction`` of its images
+    are held out for validation (the ResNet paper's 45k/5k split of CIFAR-10 is ``fraction=0.1``)."""
+    held = round(source.num_examples * fraction)
+    if not 0 < held < source.num_examples:
+        raise ValueError(
+            f"Holding out {fraction:.0%} of {source.num_examples} training images leaves no validation or no "
+            "training images; use more --train_examples."
+        )
+    kept = source.num_examples - held
+    train = dataclasses.replace(source, dataset=source.dataset.take(kept), num_examples=kept,
+                                description=f"the first {kept} images of {source.description}")
+    validation = dataclasses.replace(source, dataset=source.dataset.skip(kept), num_examples=held,
+                                     description=f"the last {held} images of {source.description} (validation)")
+    return train, validation
 
 
 # ------------------------------------------------------------------------------------ augmentation

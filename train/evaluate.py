@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
+from keras_preresnet import files
 from keras_preresnet.datasets import DATASETS
-
-from train import confusion, configs, data, distribute, network, reporting
+from train import confusion, configs, data, distribute, network
 
 
 def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=None, resize=None, split="test",
@@ -153,7 +153,7 @@ def main(argv):
                                 title=f"{config.name}, {result['images']} {FLAGS.split} images")
     if FLAGS.output:
         saved = dict(result, confusion=result["confusion"].tolist())
-        reporting.atomic_write(FLAGS.output, json.dumps(saved, indent=2) + "\n")
+        files.write_bytes(FLAGS.output, json.dumps(saved, indent=2) + "\n")
     return 0
 
 

@@ -18,7 +18,7 @@ def network_arguments(config, classes, *, depth=None, image_size=None):
     depth = config.depth if depth is None else depth
     return runs.network_record(
         depth=depth, unit=config.unit, shortcut=config.shortcut, shortcut_options=config.shortcut_options,
-        layout=config.layout, form=config.form, classes=classes,
+        projection=config.projection, layout=config.layout, form=config.form, classes=classes,
         image_size=config.image_size if image_size is None else image_size,
     )
 

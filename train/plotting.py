@@ -1,10 +1,11 @@
-"""Training curves drawn like the paper's figures (training loss dashed, test error solid, twin axes), and
-an evaluation's confusion matrix."""
+"""Figures drawn like the papers': a run's curves (training loss dashed, test error solid, twin axes),
+a paper table's runs overlaid (Fig. 6 of the ResNet paper) and an evaluation's confusion matrix."""
 
 import io
 import os
 
-from train.reporting import CURVES_PNG, atomic_write
+from keras_preresnet import files
+from train.reporting import CURVES_PNG
 
 
 def draw_curves(rows, title=""):
@@ -45,11 +46,52 @@ def _save_figure(figure, path):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    atomic_write(path, buffer.getvalue())
+    files.write_bytes(path, buffer.getvalue())
 
 
 def write_curves(model_dir, rows, title=""):
     plot_curves(rows, os.path.join(model_dir, CURVES_PNG), title)
+
+
+def draw_table(table, results):
+    """A paper table's runs overlaid as the ResNet paper's Fig. 6 draws them: one panel per
+    ``row.panel`` side by side, training error dashed and test error bold, one colour per ``row.series``
+    (the same in every panel). ``results`` maps a row's config to its metrics.csv rows; rows without
+    results are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    panels = list(dict.fromkeys(row.panel for row in table.rows))
+    series = list(dict.fromkeys(row.series for row in table.rows))
+    palette = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
+    figure, axes = plt.subplots(1, len(panels), figsize=(max(7, 5 * len(panels)), 4.5), dpi=100, sharey=True, squeeze=False)
+    for axis, panel in zip(axes[0], panels):
+        for row in table.rows:
+            metrics = results.get(row.config)
+            if row.panel != panel or not metrics:
+                continue
+            colour = palette(series.index(row.series) % palette.N)
+            steps = [m["step"] for m in metrics]
+            marker = dict(marker="o", markersize=3) if len(metrics) < 20 else {}
+            axis.plot(steps, [m["train_error"] for m in metrics], "--", color=colour, linewidth=1, **marker)
+            axis.plot(steps, [m["test_error"] for m in metrics], "-", color=colour, linewidth=2.5, label=row.label,
+                      **marker)
+        axis.set_title(panel)
+        axis.set_xlabel("iterations")
+        if axis.get_lines():
+            axis.legend(loc="upper right", fontsize="small")
+    axes[0][0].set_ylabel("error (%)  (dashed: training, bold: test)")
+    figure.suptitle(table.title, fontsize="medium")
+    figure.tight_layout()
+    return figure
+
+
+def plot_table(table, results, path):
+    """Draws ``draw_table(table, results)`` to the PNG file ``path``."""
+    _save_figure(draw_table(table, results), path)
+
 
 
 def plot_confusion(confusion, names, path, title=""):

@@ -10,6 +10,8 @@ import json
 import math
 import os
 
+from keras_preresnet import files
+
 METRICS_CSV = "metrics.csv"
 METRICS_JSON = "metrics.json"
 CURVES_PNG = "curves.png"
@@ -17,16 +19,6 @@ COLUMNS = (
     "epoch", "step", "learning_rate", "train_loss", "train_error", "test_loss", "test_error",
     "test_top5_error", "epoch_seconds", "images_per_second",
 )
-
-
-def atomic_write(path, data):
-    """Writes ``data`` (str or bytes) to ``path`` through a temporary file and an atomic rename."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
 
 
 def read_metrics(model_dir):
@@ -48,7 +40,7 @@ def write_metrics(model_dir, rows):
     writer.writeheader()
     for row in rows:
         writer.writerow({key: _format(row[key]) for key in COLUMNS})
-    atomic_write(os.path.join(model_dir, METRICS_CSV), buffer.getvalue())
+    files.write_bytes(os.path.join(model_dir, METRICS_CSV), buffer.getvalue())
 
 
 def _format(value):
@@ -56,7 +48,7 @@ def _format(value):
 
 
 def write_summary(model_dir, summary):
-    atomic_write(os.path.join(model_dir, METRICS_JSON), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    files.write_bytes(os.path.join(model_dir, METRICS_JSON), json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def best_row(rows):

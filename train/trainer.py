@@ -8,10 +8,14 @@ Optimisation is Torch's SGD as fb.resnet.torch (and the paper's public code) run
 gamma/beta and biases included, coupled into the gradient (``g + wd * w``) before momentum. It is
 added to the loss as ``wd/2 * ||w||^2``, which gives exactly that gradient and works with loss scaling.
 
-Fault tolerance: a ``tf.train.Checkpoint`` (weights, optimiser slots, step) every epoch and every
-``checkpoint_steps`` steps; the epoch's order depends only on the seed and the epoch, so a run started
-again with the same command resumes mid-epoch where its last checkpoint was taken. A checkpoint is
-only ever written from finite weights; a non-finite loss stops the run and keeps the last good one.
+Fault tolerance: a ``tf.train.Checkpoint`` (weights, optimiser slots, step and the metrics rows of
+the finished epochs) every epoch and every ``checkpoint_steps`` steps; the epoch's order depends only
+on the seed and the epoch, so a run started again with the same command resumes mid-epoch where its
+last checkpoint was taken. The checkpoint at the end of an epoch is what makes the epoch done: the
+files shown in model_dir (last and best weights, metrics.csv, curves, TensorBoard points) are written
+from it afterwards, and written again by a restart from it, so a kill at any moment loses no epoch's
+record. A checkpoint is only ever written from finite weights; a non-finite loss stops the run and
+keeps the last good one.
 """
 
 import dataclasses
@@ -24,9 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_preresnet import runs
+from keras_preresnet import files, runs
 from keras_preresnet.datasets import DATASETS
-from keras_preresnet.pretrained.weights import save_weights_atomically
 from train import augment, configs, data, distribute, network, regularization, reporting, schedules
 from train import options as training_options
 from train.evaluate import evaluate, make_eval_step
@@ -69,6 +72,7 @@ class Settings:
     augmentation: str = None
     train_examples: int = None
     eval_examples: int = None
+    validation: bool = False
     seed: int = 0
     deterministic: bool = False
     progress: bool = True
@@ -176,7 +180,15 @@ class Trainer:
         s, config = self.settings, self.config
         common = dict(source=s.source, manual_dir=s.manual_dir, download=s.download)
         self.train_source = data.load_source(s.data_dir, config.dataset, "train", limit=s.train_examples, **common)
-        self.test_source = data.load_source(s.data_dir, config.dataset, "test", limit=s.eval_examples, **common)
+        if s.validation:
+            # The paper's model selection: train on the split's first part, test on the held-out images.
+            if not config.validation_fraction:
+                raise ValueError(f"{config.name} has no validation split of its paper; leave out --validation.")
+            self.train_source, self.test_source = data.hold_out(self.train_source, config.validation_fraction)
+            if s.eval_examples is not None:
+                self.test_source = data.first(self.test_source, s.eval_examples)
+        else:
+            self.test_source = data.load_source(s.data_dir, config.dataset, "test", limit=s.eval_examples, **common)
         self.classes = s.num_classes or self.train_source.num_classes
         if self.classes < self.train_source.num_classes:
             raise ValueError(
@@ -212,12 +224,14 @@ class Trainer:
             optimizer.build(self.optimized_variables)
             self.optimizer = optimizer
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        # The metrics rows of the finished epochs (JSON), saved with the weights they belong to.
+        self.records = tf.Variable("[]", dtype=tf.string, trainable=False, name="epoch_records")
         self.eval_step = make_eval_step(self.model, self.strategy)
         self.sync_statistics = make_sync_statistics(self.model, self.strategy)
         # Every weight by its index: TensorFlow's object graph does not reach the layers the library's
         # units keep in lists, so model=... alone would lose their BatchNorm moving statistics.
         self.checkpoint = tf.train.Checkpoint(model=self.model, weights=list(self.model.weights),
-                                              optimizer=self.optimizer, step=self.step)
+                                              optimizer=self.optimizer, step=self.step, records=self.records)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.work_dir, CHECKPOINT_DIR), max_to_keep=3)
 
@@ -261,7 +275,7 @@ class Trainer:
                     f"{self.settings.model_dir!r} holds a run with other settings ({details}); resume it "
                     "with the same command or use a new --model_dir."
                 )
-        reporting.atomic_write(path, json.dumps(record, indent=2) + "\n")
+        files.write_bytes(path, json.dumps(record, indent=2) + "\n")
 
     # --------------------------------------------------------------------------------- steps
 
@@ -309,6 +323,7 @@ class Trainer:
         if not _all_finite(self.model.weights):
             return False
         self.manager.save(checkpoint_number=int(self.step.numpy()))
+        files.write_point()
         return True
 
     def run(self):
@@ -316,10 +331,13 @@ class Trainer:
         restored = self.manager.restore_or_initialize()
         self._check_same_run()
         step = int(self.step.numpy())
-        rows = [row for row in reporting.read_metrics(self.work_dir) if row["step"] <= step] if self.chief else []
+        rows = json.loads(self.records.numpy().decode("utf-8")) if self.chief else []
+        writers = self._summary_writers()
         if restored and self.chief:
             print(f"Resuming {self.config.name} from step {step} ({restored}).", flush=True)
-        writers = self._summary_writers()
+            if rows and rows[-1]["step"] == step:
+                # A kill may have cut short what the end of that epoch writes after its checkpoint.
+                self._publish(rows, writers)
         started = time.time()
         try:
             rows = self._train(step, rows, writers)
@@ -334,7 +352,7 @@ class Trainer:
             reporting.write_summary(self.work_dir, summary)
         else:
             with self._tested_weights():
-                save_weights_atomically(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
+                files.save_weights(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
         # Workers leave together: one that exits while another still writes looks like a crash to
         # the cluster's coordination service.
         self.sync_statistics()
@@ -357,11 +375,6 @@ class Trainer:
                 test = evaluate(self.eval_step, self._distributed(
                     data.eval_dataset_fn(self.test_source, self.eval_transform, self.global_batch)),
                     data.padded_size(self.test_source.num_examples, self.global_batch) // self.global_batch)
-            if not _all_finite(self.model.weights):
-                raise TrainingError(
-                    f"The weights became non-finite in epoch {epoch + 1}; stopping. The last good checkpoint "
-                    f"is kept: {self.manager.latest_checkpoint}."
-                )
             row = {
                 "epoch": epoch + 1, "step": step, "learning_rate": lr,
                 "train_loss": loss_sum / done, "train_error": 100 * wrong_sum / (done * self.global_batch),
@@ -373,10 +386,13 @@ class Trainer:
                       f"{row['test_error']:.2f}% (top-5 {row['test_top5_error']:.2f}%), "
                       f"{row['images_per_second']:.1f} images/s", flush=True)
             rows = [r for r in rows if r["epoch"] != epoch + 1] + [row]
-            self._epoch_end(rows, row, writers)
-            # Checkpoint last: a run killed before it redoes the end of the epoch (same weights, same
-            # row) rather than resuming past an epoch whose weights and metrics were never written.
-            self._save()
+            self.records.assign(json.dumps(rows))
+            if not self._save():
+                raise TrainingError(
+                    f"The weights became non-finite in epoch {epoch + 1}; stopping. The last good checkpoint "
+                    f"is kept: {self.manager.latest_checkpoint}."
+                )
+            self._publish(rows, writers)
         return rows
 
     def _train_epoch(self, epoch, start, steps, step, writers):
@@ -435,13 +451,15 @@ class Trainer:
         return (tf.summary.create_file_writer(os.path.join(logs, "train")),
                 tf.summary.create_file_writer(os.path.join(logs, "test")))
 
-    def _epoch_end(self, rows, row, writers):
+    def _publish(self, rows, writers):
+        """Writes what model_dir shows of the finished epochs ``rows``, the last one just checkpointed."""
         if not self.chief:
             return
+        row = rows[-1]
         with self._tested_weights():
-            save_weights_atomically(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
+            files.save_weights(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
             if reporting.best_row(rows) is row:
-                save_weights_atomically(self.model, os.path.join(self.work_dir, runs.BEST_WEIGHTS))
+                files.save_weights(self.model, os.path.join(self.work_dir, runs.BEST_WEIGHTS))
         reporting.write_metrics(self.work_dir, rows)
         with writers[1].as_default(step=row["step"]):
             for key in ("test_loss", "test_error", "test_top5_error"):

@@ -1,1 +1,1 @@
-"""Measurements of a built model (multiply-adds)."""
+"""Measurements of a built model: multiply-adds (flops) and layer responses (layer_responses)."""

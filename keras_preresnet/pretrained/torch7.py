@@ -12,6 +12,7 @@ a huge allocation or a hang. Tensors are read-only views of the file's bytes, ne
 """
 
 import math
+import re
 import struct
 
 import numpy as np
@@ -26,6 +27,10 @@ _ELEMENT_TYPES = {
     "CudaLong": np.int64, "CudaInt": np.int32, "CudaByte": np.uint8,
 }
 TENSOR_CLASSES = {f"torch.{k}Tensor": np.dtype(v) for k, v in _ELEMENT_TYPES.items()}
+# An error quotes at most this many bytes of the file: a corrupt length must not make it megabytes long.
+EXCERPT_BYTES = 80
+# Torch class names and format versions ("V 1", "nn.SpatialConvolution", "cudnn.ReLU").
+_CLASS_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_.]*|V [0-9.]+")
 STORAGE_CLASSES = {f"torch.{k}Storage": np.dtype(v) for k, v in _ELEMENT_TYPES.items()}
 # Tables and objects nested deeper than this are corruption: the released ResNet-200 nests about 25 deep.
 MAX_NESTING = 200
@@ -35,6 +40,13 @@ MAX_CLASS_NAME = 256
 
 class Torch7Error(ValueError):
     """The file is not a readable Torch7 checkpoint (truncated, corrupt or of an unsupported kind)."""
+
+
+def excerpt(data):
+    """``data`` as an error quotes it: its first ``EXCERPT_BYTES`` bytes, escaped, and its length."""
+    data = bytes(data)
+    shown = repr(data[:EXCERPT_BYTES])
+    return shown if len(data) <= EXCERPT_BYTES else f"{shown}... ({len(data)} bytes)"
 
 
 class TorchObject:
@@ -96,10 +108,14 @@ class _Reader:
         return bytes(self._take(self.int(), "a string"))
 
     def class_name(self):
+        """A Torch class name or format version, checked before anything quotes or uses it."""
         start, length = self.pos, self.int()
         if not 0 < length <= MAX_CLASS_NAME:
             raise Torch7Error(f"{self.name}: corrupt Torch7 file (a class name of {length} bytes at byte {start}).")
-        return bytes(self._take(length, "a class name")).decode("ascii", "replace")
+        name = bytes(self._take(length, "a class name"))
+        if not _CLASS_NAME.fullmatch(name):
+            raise Torch7Error(f"{self.name}: corrupt Torch7 file (the class name at byte {start} is {excerpt(name)}).")
+        return name.decode("ascii")
 
     def object(self):
         self.depth += 1

@@ -10,12 +10,12 @@ built, and that model's weights are cached as the Keras file for next time. The 
 import dataclasses
 import hashlib
 import os
-import tempfile
 
 import keras
 
-from keras_preresnet import datasets, defaults
+from keras_preresnet import datasets, defaults, files
 from keras_preresnet.pretrained import converter
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightsRecord:
@@ -170,9 +170,15 @@ def _entry(architecture):
     return PRETRAINED[architecture]
 
 
-def _download(url, fname):
-    """Fetches ``url`` into the cache as ``fname`` with Keras' downloader; returns the path."""
-    return keras.utils.get_file(fname=fname, origin=url, cache_dir=_keras_home(), cache_subdir=CACHE_SUBDIR)
+def _download(url, path):
+    """Fetches ``url`` into the cache file ``path`` with Keras' downloader, through ``files.publish``
+    (a download killed half-way would otherwise stay in the cache as a truncated checkpoint)."""
+
+    def fetch(temporary):
+        keras.utils.get_file(fname=os.path.basename(temporary), origin=url, cache_dir=_keras_home(),
+                             cache_subdir=CACHE_SUBDIR)
+
+    return files.publish(path, fetch)
 
 
 def torch_checkpoint(architecture=DEFAULT_ARCHITECTURE, url=None):
@@ -185,7 +191,7 @@ def torch_checkpoint(architecture=DEFAULT_ARCHITECTURE, url=None):
     url = url or os.environ.get(URL_ENV) or entry.url
     os.makedirs(directory, exist_ok=True)
     try:
-        return _download(url, entry.torch_file)
+        return _download(url, path)
     except Exception as error:  # get_file raises URLError, HTTPError, OSError, ValueError ...
         raise WeightsUnavailableError(
             f"Could not download the pretrained {architecture} checkpoint from {url} ({error}). Either put "
@@ -193,25 +199,6 @@ def torch_checkpoint(architecture=DEFAULT_ARCHITECTURE, url=None):
             f"weights=<path to {entry.torch_file} or a converted .weights.h5>. A mirror URL can also be "
             f"given in ${URL_ENV}."
         ) from error
-
-
-def save_weights_atomically(model, path):
-    """Writes ``model``'s weights to ``path`` (``*.weights.h5``) through a temporary file and a rename,
-    so an interrupted write never leaves a partial file under the final name."""
-    path = os.fspath(path)
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"Keras weights files end in '.weights.h5'; received {path!r}.")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp.weights.h5", dir=directory)
-    os.close(fd)
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _load_imagenet(model, architecture, url):
@@ -232,7 +219,7 @@ def _load_imagenet(model, architecture, url):
         ) from error
     # Only a model holding the whole network (the classifier too) makes the cached file.
     if any(isinstance(layer, keras.layers.Dense) for layer in model.layers):
-        save_weights_atomically(model, keras_path)
+        files.save_weights(model, keras_path)
         write_checksum(keras_path)
 
 
