@@ -78,7 +78,7 @@ def test_cache_files_get_the_mode_the_umask_gives(monkeypatch, checkpoint):
     finally:
         os.umask(old)
     cached = sorted(os.listdir(weights.cache_dir()))
-    assert cached == sorted([ENTRY.keras_file, ENTRY.torch_file])
+    assert cached == sorted([ENTRY.keras_file, ENTRY.keras_file + weights.CHECKSUM_SUFFIX, ENTRY.torch_file])
     for name in cached:
         assert stat.S_IMODE(os.stat(os.path.join(weights.cache_dir(), name)).st_mode) == 0o640, name
 

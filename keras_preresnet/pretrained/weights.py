@@ -121,10 +121,7 @@ def file_sha256(path):
 def write_checksum(path):
     """Writes ``path``'s SHA-256 beside it (``<path>.sha256``); returns it."""
     checksum = file_sha256(path)
-    temporary = f"{path}{CHECKSUM_SUFFIX}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as f:
-        f.write(f"{checksum}  {os.path.basename(path)}\n")
-    os.replace(temporary, path + CHECKSUM_SUFFIX)
+    files.write_bytes(path + CHECKSUM_SUFFIX, f"{checksum}  {os.path.basename(path)}\n".encode("utf-8"))
     return checksum
 
 
