@@ -14,15 +14,29 @@ from export import servable as servable_lib  # noqa: E402
 from keras_preresnet.datasets import CIFAR10_CLASSES, load_cifar  # noqa: E402
 
 
-def tiny_servable(name="tiny", seed=0):
+def tiny_servable(cifar_dir=None, name="tiny", seed=0):
     """A CIFAR pre-activation net with one unit per stage (depth 8), random weights, CIFAR-10 labels.
 
     BatchNorm statistics are randomised so that folding and quantisation have something to get wrong.
+    Given ``cifar_dir``, the net also gets ``plausible_random_weights`` from real training images, so that
+    its top-1 class varies over real test images (see ``assert_predictions_vary``).
     """
     keras.utils.set_random_seed(seed)
     model = keras_preresnet.build_resnet(8, unit="full_preactivation")
     model_testing.randomize_batchnorm(model, seed)
-    return servable_lib.Servable(model, name, CIFAR10_CLASSES, "cifar10")
+    servable = servable_lib.Servable(model, name, CIFAR10_CLASSES, "cifar10")
+    if cifar_dir is not None:
+        train_images, _ = load_cifar(cifar_dir, "cifar10", "train")
+        inputs = np.stack([servable.preprocess(image).numpy() for image in train_images[:64]])
+        plausible_random_weights(model, inputs, seed)
+    return servable
+
+
+def assert_predictions_vary(probabilities, classes=4):
+    """Fails unless the top-1 classes of ``probabilities`` take at least ``classes`` values: with fewer,
+    top-1 agreement barely tests an artifact (a model that ignores its input would agree)."""
+    top1 = np.asarray(probabilities).argmax(-1)
+    assert len(set(top1.tolist())) >= classes, f"the test model predicts only {sorted(set(top1.tolist()))}"
 
 
 def plausible_random_weights(model, inputs, seed=0):
@@ -32,7 +46,8 @@ def plausible_random_weights(model, inputs, seed=0):
     unit after unit and its softmax is one-hot: every artifact, quantised or not, then agrees exactly, and
     a classifier rescaled to tame the logits underflows float16. Here every BatchNorm takes the batch
     statistics of ``inputs`` (one pass in training mode with momentum 0), gamma and beta are randomised
-    (so folding them is not trivial), and the classifier is scaled to logits of standard deviation 2.
+    (so folding them is not trivial), and the classifier is scaled to logits of standard deviation 2 and
+    centred on ``inputs`` (so that no class wins every image and top-1 agreement means something).
     """
     model_testing.randomize_batchnorm(model, seed)
     norms = model_testing.batch_norms(model)
@@ -44,8 +59,9 @@ def plausible_random_weights(model, inputs, seed=0):
         layer.momentum = momentum
     features = keras.Model(model.inputs, model.get_layer("avg_pool").output).predict(inputs, verbose=0)
     dense = model.get_layer("predictions")
-    kernel, bias = dense.get_weights()
-    dense.set_weights([kernel * (2.0 / np.std(features @ kernel)), bias])
+    kernel = dense.get_weights()[0]
+    kernel = kernel * (2.0 / np.std(features @ kernel))
+    dense.set_weights([kernel, -np.mean(features @ kernel, axis=0)])
 
 
 def write_cifar_images(cifar_dir, folder, count=8, start=0, sizes=None):

@@ -24,8 +24,8 @@ def image_dirs(tmp_path_factory, cifar_dir):
 
 
 @pytest.fixture(scope="module")
-def servable():
-    return export_testing.tiny_servable()
+def servable(cifar_dir):
+    return export_testing.tiny_servable(cifar_dir)
 
 
 def _quiet(*_):
@@ -61,7 +61,9 @@ def test_every_format_is_published_with_its_parity_report(servable, image_dirs, 
     for report in result.reports:
         assert report.images == 8
         if report.tolerance is not None:
-            assert report.max_abs_diff <= 1e-4, report
+            assert report.max_abs_diff <= 1e-4 and report.top1_agreement == 1.0, report
+        else:  # int8 (8 calibration images) of a net whose top-1 class varies over the parity images
+            assert report.top1_agreement >= 0.75 and 0 < report.max_abs_diff < 0.35, report  # measured 0.88, 0.21
     onnx_saved = json.loads((tmp_path / "tiny-onnx" / "1" / "parity.json").read_text())
     assert onnx_saved["reports"][0]["passed"] is True
 

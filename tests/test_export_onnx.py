@@ -10,12 +10,14 @@ from export import images, onnx, parity, saved_model
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, cifar_dir):
     root = tmp_path_factory.mktemp("onnx")
-    servable = export_testing.tiny_servable()
+    servable = export_testing.tiny_servable(cifar_dir)
     files = export_testing.write_cifar_images(cifar_dir, root / "images", count=8)
     preprocessed = images.preprocessed_batch(servable, files)
     float_saved_model = saved_model.write_probabilities_only(servable, str(root / "float_saved_model"))
     path = onnx.convert(float_saved_model, root / onnx.FILENAME)
-    return dict(path=path, preprocessed=preprocessed, reference=servable.model.predict(preprocessed, verbose=0))
+    reference = servable.model.predict(preprocessed, verbose=0)
+    export_testing.assert_predictions_vary(reference)
+    return dict(path=path, preprocessed=preprocessed, reference=reference)
 
 
 def test_onnx_matches_keras_within_tolerance(converted):

@@ -18,13 +18,15 @@ from keras_preresnet import preprocessing
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, cifar_dir):
     root = tmp_path_factory.mktemp("saved_model")
-    servable = export_testing.tiny_servable()
+    servable = export_testing.tiny_servable(cifar_dir)
     files = export_testing.write_cifar_images(cifar_dir, root / "images", count=6)
     path = saved_model.write(servable, str(root / "model"))
     preprocessed = images.preprocessed_batch(servable, files)
+    reference = servable.model.predict(preprocessed, verbose=0)
+    export_testing.assert_predictions_vary(reference, classes=3)
     return dict(
         servable=servable, path=path, files=files, preprocessed=preprocessed,
-        reference=servable.model.predict(preprocessed, verbose=0), loaded=tf.saved_model.load(path),
+        reference=reference, loaded=tf.saved_model.load(path),
     )
 
 

@@ -12,15 +12,17 @@ from export import images, parity, saved_model, tflite
 @pytest.fixture(scope="module")
 def source(tmp_path_factory, cifar_dir):
     root = tmp_path_factory.mktemp("tflite")
-    servable = export_testing.tiny_servable()
+    servable = export_testing.tiny_servable(cifar_dir)
     parity_files = export_testing.write_cifar_images(cifar_dir, root / "parity", count=16)
     calibration_files = export_testing.write_cifar_images(cifar_dir, root / "calibration", count=16, start=100)
     preprocessed = images.preprocessed_batch(servable, parity_files)
+    reference = servable.model.predict(preprocessed, verbose=0)
+    export_testing.assert_predictions_vary(reference)
     return dict(
         root=root,
         float_saved_model=saved_model.write_probabilities_only(servable, str(root / "float_saved_model")),
         preprocessed=preprocessed,
-        reference=servable.model.predict(preprocessed, verbose=0),
+        reference=reference,
         calibration=images.preprocessed_batch(servable, calibration_files),
     )
 
@@ -41,15 +43,20 @@ def test_float32_matches_keras_within_tolerance(source, converted):
     assert report.passed and report.max_abs_diff <= 1e-4 and report.top1_agreement == 1.0
 
 
-def test_quantised_variants_are_smaller_and_report_agreement(source, converted):
+# Per variant: the least top-1 agreement and the largest probability error on the 16 parity images.
+# Measured on the tiny net: float16 1.0 / 7e-4, dynamic 1.0 / 0.025, int8 0.94 / 0.055; calibrating int8
+# calibrated on noise gives 0.19 / 0.97, and dequantised with the input's scale 0.94 / 1.99.
+QUANTISED_BOUNDS = {"float16": (1.0, 0.005), "dynamic": (0.875, 0.1), "int8": (0.75, 0.15)}
+
+
+def test_quantised_variants_are_smaller_and_stay_close_to_keras(source, converted):
     float_size = os.path.getsize(converted["float32"])
-    for variant in tflite.QUANTIZED:
+    assert set(QUANTISED_BOUNDS) == set(tflite.QUANTIZED)
+    for variant, (agreement, max_diff) in QUANTISED_BOUNDS.items():
         report = tflite.verify(converted[variant], variant, source["reference"], source["preprocessed"])
-        assert report.tolerance is None and np.isfinite(report.max_abs_diff)
-        assert report.file_size_bytes < 0.7 * float_size, variant
-        # Quantisation perturbs the probabilities but keeps most decisions of this small net.
-        assert report.top1_agreement >= 0.75, (variant, report)
-        assert 0 < report.max_abs_diff < 0.2, (variant, report)
+        assert report.tolerance is None and report.file_size_bytes < 0.7 * float_size, (variant, report)
+        # Quantisation must change the probabilities (the check is not vacuous) but keep the decisions.
+        assert report.top1_agreement >= agreement and 0 < report.max_abs_diff < max_diff, (variant, report)
 
 
 def test_int8_model_is_integer_end_to_end(converted):

@@ -81,6 +81,55 @@ def test_mirrored_strategy_over_two_logical_cpus_keeps_replicas_identical(tmp_pa
     assert report["summary"]["final_test_top5_error"] == pytest.approx(single["top5_error"], abs=1e-6)
 
 
+STEP_CHECK = textwrap.dedent("""
+    import json, sys
+    import numpy as np, tensorflow as tf
+    from keras_preresnet.datasets import load_cifar
+    from train import configs, distribute, trainer
+    distribute.configure_cpu_devices(2)
+    images, labels = load_cifar(sys.argv[2], "cifar10", "train")
+    # Each replica gets the same 16 images, so its BatchNorm batch statistics are those of the whole
+    # batch on one device and the two steps must agree.
+    half = (images[:16].astype(np.float32) / 255 - 0.5) / 0.25, labels[:16]
+    batch = tf.data.Dataset.from_tensors(tuple(np.concatenate([a, a]) for a in half))
+
+    def one_step(strategy, folder, start=None):
+        settings = trainer.Settings(model_dir=sys.argv[1] + folder, data_dir=sys.argv[2], depth=8, epochs=1,
+                                    batch_size=32, train_examples=128, eval_examples=64, progress=False,
+                                    recipe="cifar_public_code", lr_scaling="none")
+        run = trainer.Trainer(configs.get_config("cifar10_preact_resnet110"), settings, strategy)
+        if start is not None:
+            run.model.set_weights(start)
+        before = run.model.get_weights()
+        run._make_steps()
+        loss, _ = run.train_step(iter(strategy.experimental_distribute_dataset(batch)))
+        run.sync_statistics()
+        return before, [a - b for a, b in zip(run.model.get_weights(), before)], float(loss)
+
+    start, single, single_loss = one_step(distribute.make_strategy("one_device"), "/single")
+    mirrored_strategy = distribute.make_strategy("mirrored")
+    _, mirrored, mirrored_loss = one_step(mirrored_strategy, "/mirrored", start)
+    errors = [float(np.abs(m - s).max() / max(np.abs(s).max(), 1e-12)) for m, s in zip(mirrored, single)]
+    print(json.dumps(dict(replicas=mirrored_strategy.num_replicas_in_sync, losses=[single_loss, mirrored_loss],
+                          moved=sum(bool(np.abs(s).max() > 0) for s in single), weights=len(single),
+                          worst=max(errors))))
+""")
+
+
+def test_mirrored_step_over_two_replicas_updates_weights_as_one_device_step(tmp_path, cifar_dir):
+    """The loss is divided by the global batch on every replica, and the replicas' gradients are summed,
+    so one step of 2 replicas on a batch moves the weights exactly as one device on the same batch."""
+    result = subprocess.run([sys.executable, "-c", STEP_CHECK, str(tmp_path), str(cifar_dir)], cwd=REPO,
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    # Every weight moves (BatchNorm moving statistics included), by the same amount to float32 rounding;
+    # a loss divided by the per-replica batch doubles the update (relative error 1).
+    assert report["moved"] == report["weights"] and report["worst"] < 1e-3, report
+    assert report["losses"][1] == pytest.approx(report["losses"][0], rel=1e-5)
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
