@@ -24,5 +24,12 @@ setup(
     package_data={"keras_preresnet": ["data/*"]},
     install_requires=["keras>=3.15.1", "numpy", "absl-py>=2", "h5py"],
     extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "keras-preresnet-predict=keras_preresnet.predict:run",
+            "keras-preresnet-train=train.__main__:run",
+            "keras-preresnet-export=export.__main__:run",
+        ],
+    },
     license="MIT",
 )

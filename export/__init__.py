@@ -12,6 +12,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import keras_preresnet  # noqa: E402,F401 (first: the command line loads TensorFlow without its start-up lines)
 import keras  # noqa: E402
 
 if keras.backend.backend() != "tensorflow":

@@ -4,14 +4,16 @@ Builds the named model with its weights, exports the requested formats and print
 every artifact against the Keras model. Exit status 1 with a one-line error for bad input.
 """
 
-import os
 import sys
 
 from absl import app, flags, logging
 
-flags.DEFINE_string("model", None, "Model name, e.g. PreActResNet200 or preact_resnet200.", required=True)
+import keras_preresnet  # noqa: F401 (first: loads TensorFlow without its start-up lines)
+
+flags.DEFINE_string("model", None, "Model name, e.g. PreActResNet200 or preact_resnet200, or a training run's "
+                    "model_dir (brings its weights, class names and preprocessing).", required=True)
 flags.DEFINE_string("weights", None, "'imagenet', a Keras weights file, or empty for random weights.")
-flags.DEFINE_string("classes", None, "Text file with one class label per line (sets the number of classes).")
+flags.DEFINE_string("classes", None, "Number of classes, or a text file with one class label per line.")
 flags.DEFINE_list("formats", ["saved_model"], "Formats to export: saved_model, tflite, onnx.")
 flags.DEFINE_string("out", None, "Output folder; artifacts go to OUT/<name>[-tflite|-onnx]/<version>/.", required=True)
 flags.DEFINE_integer("version", None, "Version number; default: one more than the highest under --out.")
@@ -33,8 +35,9 @@ def main(argv):
     import export
     from export import parity
 
-    # TensorFlow's and the converters' INFO logs would bury the parity report.
-    logging.set_verbosity(logging.WARNING)
+    # TensorFlow's and the converters' INFO logs would bury the parity report (unless asked for).
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
 
     try:
         servable = export.build(
@@ -53,6 +56,9 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def run():
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

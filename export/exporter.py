@@ -3,9 +3,12 @@
 Layout under ``out``::
 
     <name>/<version>/            SavedModel (TF Serving's model base path is out/<name>)
-        assets.extra/parity.json
-    <name>-tflite/<version>/     float32.tflite [float16.tflite dynamic.tflite int8.tflite] parity.json
-    <name>-onnx/<version>/       model.onnx parity.json
+        assets.extra/parity.json assets.extra/serving.json
+    <name>-tflite/<version>/     float32.tflite [float16.tflite dynamic.tflite int8.tflite] parity.json serving.json
+    <name>-onnx/<version>/       model.onnx parity.json serving.json
+
+``serving.json`` (``keras_preresnet.runtimes``) holds the labels, preprocessing and input size that
+``python -m keras_preresnet.predict`` needs to run the artifact.
 
 Nothing is published until every artifact is written and every float artifact matches the Keras model
 within ``parity.FLOAT_TOLERANCE``; then each version folder is renamed into place.
@@ -18,6 +21,7 @@ import shutil
 import keras_preresnet
 from keras_preresnet import files
 from export import images, parity, saved_model, tflite, versions
+from keras_preresnet import runtimes
 
 FORMATS = ("saved_model", "tflite", "onnx")
 FORMAT_SUFFIX = {"saved_model": "", "tflite": "-tflite", "onnx": "-onnx"}
@@ -151,6 +155,8 @@ def export_model(
 
 def _write_all(servable, staged, quantize, parity_files, preprocessed, reference, calibration_files, log):
     context = dict(model=servable.name, preprocessing=servable.preprocessing, parity_images=parity_files)
+    record = dict(labels=servable.labels, preprocessing=servable.preprocessing, image_size=servable.image_size,
+                  name=servable.name)
     reports = []
     if "saved_model" in staged:
         path = staged["saved_model"].path
@@ -160,6 +166,7 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
         sm_reports = saved_model.verify(path, reference, parity_files, preprocessed)
         os.makedirs(os.path.dirname(os.path.join(path, SAVED_MODEL_REPORT)), exist_ok=True)
         parity.save(sm_reports, os.path.join(path, SAVED_MODEL_REPORT), **context)
+        runtimes.write_record(os.path.join(path, runtimes.SAVED_MODEL_RECORD), **record)
         reports += sm_reports
     if "tflite" in staged or "onnx" in staged:
         # The converters' input lives in a staging folder (and goes before publishing), so a killed
@@ -171,6 +178,7 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
             if "tflite" in staged:
                 reports += _write_tflite(staged["tflite"].path, scratch, servable, quantize, preprocessed,
                                          reference, calibration_files, context, log)
+                runtimes.write_record(os.path.join(staged["tflite"].path, runtimes.RECORD_FILENAME), **record)
             if "onnx" in staged:
                 from export import onnx
 
@@ -180,6 +188,7 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
                 files.write_point()
                 onnx_report = onnx.verify(path, reference, preprocessed)
                 parity.save([onnx_report], os.path.join(staged["onnx"].path, parity.REPORT_FILENAME), **context)
+                runtimes.write_record(os.path.join(staged["onnx"].path, runtimes.RECORD_FILENAME), **record)
                 reports.append(onnx_report)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

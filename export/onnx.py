@@ -4,27 +4,17 @@ The ONNX graph keeps TensorFlow's NHWC layout: input ``inputs`` float32 ``[batch
 (preprocessed), output ``probabilities`` float32 ``[batch, classes]``.
 """
 
-import numpy as np
-
 from export import parity
+from keras_preresnet.runtimes import OnnxModel, require_extra
 
 FILENAME = "model.onnx"
 OPSET = 17
 
 
-def _require(module):
-    try:
-        return __import__(module)
-    except ImportError as error:
-        raise ImportError(
-            f"ONNX export needs {module!r}; install the extra: pip install 'keras_preresnet[export]'."
-        ) from error
-
-
 def convert(saved_model_dir, path, signature="probabilities", opset=OPSET):
     """Converts the float SavedModel's ``signature`` to an ONNX file at ``path``."""
-    _require("onnx")
-    _require("tf2onnx")
+    require_extra("onnx", "ONNX export")
+    require_extra("tf2onnx", "ONNX export")
     from tf2onnx import convert as tf2onnx_convert
     from tf2onnx import tf_loader
 
@@ -40,21 +30,6 @@ def convert(saved_model_dir, path, signature="probabilities", opset=OPSET):
         output_path=str(path),
     )
     return path
-
-
-class OnnxModel:
-    """Runs the exported ONNX classifier with onnxruntime on the CPU."""
-
-    def __init__(self, path, num_threads=None):
-        ort = _require("onnxruntime")
-        options = ort.SessionOptions()
-        if num_threads:
-            options.intra_op_num_threads = num_threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._input = self.session.get_inputs()[0].name
-
-    def predict(self, inputs):
-        return self.session.run(None, {self._input: np.asarray(inputs, np.float32)})[0]
 
 
 def verify(path, reference, preprocessed):

@@ -22,11 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from export import images, parity
+from keras_preresnet.runtimes import FLOAT_INPUT, PREPROCESSED_SIGNATURE
 
 SERVING_SIGNATURE = "serving_default"
-PREPROCESSED_SIGNATURE = "preprocessed"
 IMAGES_INPUT = "images"
-FLOAT_INPUT = "inputs"
 TOP_K = 5
 # The float-only SavedModel that the TFLite and ONNX converters start from.
 PROBABILITIES_SIGNATURE = "probabilities"

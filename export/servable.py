@@ -1,9 +1,8 @@
 """What an export needs besides the network: its serving name, its class labels and its preprocessing.
 
-The preprocessing follows the model's layout (``ARCHITECTURES[key]['layout']``): ImageNet nets get the
-released ResNet-200's evaluation transform (``keras_preresnet.preprocessing.preprocess_input``), CIFAR
-nets the per-channel normalisation of their training set on the 0-255 scale
-(``keras_preresnet.datasets.DATASETS``).
+The preprocessing follows the model's layout (``ARCHITECTURES[key]['layout']``) and is the library's
+``keras_preresnet.preprocessing.preprocess``: ImageNet nets get the released ResNet-200's evaluation
+transform, CIFAR nets the per-channel normalisation of their training set on the 0-255 scale.
 """
 
 import dataclasses
@@ -13,12 +12,12 @@ import keras
 import tensorflow as tf
 
 import keras_preresnet
-from keras_preresnet import models, preprocessing
-from keras_preresnet.datasets import DATASETS
+from keras_preresnet import models, preprocessing, runs
+from keras_preresnet.labels import default_labels, parse_classes, read_labels  # noqa: F401 (export API)
 from keras_preresnet.layers import check_choice
 from keras_preresnet.models import resolve_architecture
 
-PREPROCESSING = ("imagenet", "cifar10", "cifar100")
+PREPROCESSING = tuple(preprocessing.PREPROCESSING)
 
 
 @dataclasses.dataclass
@@ -66,70 +65,68 @@ class Servable:
         A TensorFlow function, used both in the serving graph and to prepare parity and calibration
         images, so every artifact is compared on exactly what serving feeds it.
         """
-        size = self.image_size
-        if self.preprocessing == "imagenet":
-            # Other crop sizes keep the evaluation's resize / crop ratio.
-            resize = DATASETS["imagenet2012"].eval_resize_for(size)
-            return preprocessing.preprocess_input(image, image_size=size, resize_size=resize)
-        mean, std = DATASETS[self.preprocessing].mean, DATASETS[self.preprocessing].std
-        x = tf.cast(image, tf.float32)
-        x = tf.image.resize(x, (size, size), method="bilinear", antialias=True)
-        x = tf.ensure_shape(x, [size, size, 3])
-        return (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+        return preprocessing.preprocess(tf.convert_to_tensor(image), self.preprocessing, self.image_size)
 
 
-def read_labels(path):
-    """Reads class labels from a text file, one per line in output order (blank lines are an error)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Class label file {path!r} not found; give a text file with one label per line.")
-    with open(path, encoding="utf-8") as f:
-        labels = [line.rstrip("\r\n") for line in f]
-    while labels and not labels[-1].strip():
-        labels.pop()
-    blank = [i + 1 for i, label in enumerate(labels) if not label.strip()]
-    if not labels or blank:
-        raise ValueError(
-            f"Class label file {path!r} must hold one non-empty label per line; "
-            + (f"lines {blank[:5]} are blank." if blank else "it is empty.")
-        )
-    return tuple(labels)
+def _from_run(model_dir, labels, preprocessing_name, name):
+    model, record = runs.build_from_run(model_dir)
+    network = record["network"]
+    architecture = models.named_architecture(network["depth"], network["unit"], network["layout"], network["form"])
+    default_name = models.public_name(architecture) if architecture else os.path.basename(os.path.normpath(model_dir))
+    return Servable(model, name or default_name, tuple(labels or runs.labels(record)),
+                    preprocessing_name or record["preprocessing"]["name"])
 
 
-def default_labels(preprocessing_name, classes):
-    """The dataset's own class names where the class count matches it, else None."""
-    if preprocessing_name == "imagenet" and classes == preprocessing.NUM_CLASSES:
-        return tuple(name for _, name in preprocessing.imagenet_classes())
-    labels = DATASETS[preprocessing_name].labels if preprocessing_name in DATASETS else None
-    return labels if labels is not None and classes == len(labels) else None
+def _run_of(weights):
+    """The training run a weights file belongs to (its folder holds run.json), or None."""
+    if not isinstance(weights, (str, os.PathLike)) or weights == "imagenet":
+        return None
+    folder = os.path.dirname(os.path.abspath(weights))
+    return runs.read_run(folder) if runs.is_run(folder) else None
 
 
 def build(model_name, weights=None, labels=None, preprocessing_name=None, name=None):
-    """Builds a named model (``'PreActResNet200'``) with its weights and serving information.
+    """Builds a named model (``'PreActResNet200'``) or a training run's model with serving information.
 
     Args:
-        model_name: a public name (``'PreActResNet200'``) or a key of ``keras_preresnet.models.ARCHITECTURES``.
-        weights: None (random initialisation), ``'imagenet'`` or a Keras weights file.
-        labels: class labels (a sequence) or the path of a file with one label per line. Their number sets
-            the classifier's size, for weights trained with a custom head. By default the dataset's classes.
-        preprocessing_name: ``'imagenet'``, ``'cifar10'`` or ``'cifar100'``; by default from the layout.
+        model_name: a public name (``'PreActResNet200'``), a key of ``keras_preresnet.models.ARCHITECTURES``,
+            or a training run's ``model_dir`` (its run.json gives network, class names and preprocessing;
+            its best weights are loaded).
+        weights: None (random initialisation), ``'imagenet'`` or a Keras weights file. A file inside a
+            training run brings that run's class names and preprocessing.
+        labels: class labels (a sequence), the path of a file with one label per line, or the number of
+            classes (as ``classes=`` in the builders; labelled with the dataset's names where they fit,
+            else ``'0'``, ``'1'``, ...). Sets the classifier's size. By default the dataset's classes.
+        preprocessing_name: ``'imagenet'``, ``'cifar10'`` or ``'cifar100'``; by default the run's, else
+            from the layout.
         name: the serving name; by default the public model name.
     """
+    if isinstance(labels, (str, os.PathLike, int)):
+        count, labels = parse_classes(labels)
+    else:
+        count = None if labels is None else len(labels)
+    if runs.is_run(os.fspath(model_name)):
+        if weights is not None:
+            raise ValueError("A training run brings its own weights (best.weights.h5); leave --weights out.")
+        return _from_run(model_name, labels, preprocessing_name, name)
     key = resolve_architecture(model_name)
-    layout = models.ARCHITECTURES[key]["layout"]
+    run = _run_of(weights)
+    if run is not None:
+        count = count or run["network"]["classes"]
+        labels = labels if labels is not None else runs.labels(run)
+        preprocessing_name = preprocessing_name or run["preprocessing"]["name"]
     if preprocessing_name is None:
-        preprocessing_name = "imagenet" if layout == models.IMAGENET else "cifar10"
+        preprocessing_name = preprocessing.default_preprocessing(models.ARCHITECTURES[key]["layout"], count)
     check_choice("preprocessing", preprocessing_name, PREPROCESSING)
-    if isinstance(labels, (str, os.PathLike)):
-        labels = read_labels(labels)
-    classes = len(labels) if labels is not None else None
     # A servable is for export, which wants every unit as a layer (no looped stages).
-    model = keras_preresnet.build_named(key, weights=weights, classes=classes, scan_units=False)
+    model = keras_preresnet.build_named(key, weights=weights, classes=count, scan_units=False)
     if labels is None:
         labels = default_labels(preprocessing_name, model.output_shape[-1])
+        if labels is None and count is not None:
+            labels = tuple(str(i) for i in range(count))
         if labels is None:
             raise ValueError(
                 f"No class names are known for {model.output_shape[-1]} classes with {preprocessing_name!r} "
-                "preprocessing; pass labels (--classes FILE, one label per line)."
+                "preprocessing; pass labels (--classes FILE with one label per line, or the number of classes)."
             )
     return Servable(model, name or models.public_name(key), tuple(labels), preprocessing_name)

@@ -1,5 +1,11 @@
 """keras_preresnet: the ResNets of He et al. (2015, 2016) and their pre-activation variants in Keras 3."""
 
+from keras_preresnet import console as _console
+
+# The package's command lines load TensorFlow before anything else does, without its start-up lines.
+if _console.running_command_line():
+    _console.load_tensorflow_quietly()
+
 from keras_preresnet import features
 from keras_preresnet.analysis.flops import count_flops
 from keras_preresnet.analysis.layer_responses import layer_responses
@@ -57,6 +63,7 @@ from keras_preresnet.models import (
     ResNet1202,
     build_named,
     build_resnet,
+    list_models,
 )
 
 __version__ = "0.1.0"

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from keras_preresnet import files, models
+from keras_preresnet import console, files, models
 from keras_preresnet.pretrained import converter, weights
 
 
@@ -36,13 +36,14 @@ def main(argv=None):
                         help="the Keras architecture to convert into (default: %(default)s)")
     parser.add_argument("--use-bias", action="store_true",
                         help="build the model with conv biases (needed only for non-zero biases without BN)")
+    console.add_verbosity_argument(parser)
     args = parser.parse_args(argv)
     try:
         convert_file(args.t7, args.output, args.architecture, use_bias=args.use_bias)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output} (SHA-256 {weights.file_sha256(args.output)})")
     return 0
 
 

@@ -9,6 +9,7 @@ Layer names follow keras.applications (``conv1_conv``, ``conv3_block2``, ``post_
 ``predictions``), so weight files stay loadable.
 """
 
+import fnmatch
 import inspect
 import numbers
 import os
@@ -17,6 +18,7 @@ import keras
 
 from keras_preresnet import features
 from keras_preresnet import layers as units
+from keras_preresnet import preprocessing
 from keras_preresnet import stages as stage_loops
 from keras_preresnet.datasets import DATASETS
 from keras_preresnet.layers import TorchConv2D, batch_norm
@@ -256,6 +258,28 @@ def _check_weights(weights, include_top, classes, classifier_activation, archite
         )
 
 
+def _preprocessing_layer(include_preprocessing, layout, classes, input_shape):
+    """The ``ImagePreprocessing`` layer for ``include_preprocessing`` (True: the layout's training set),
+    sized to the network's square input, or None."""
+    if include_preprocessing is False or include_preprocessing is None:
+        return None
+    name = preprocessing.default_preprocessing(layout, classes) if include_preprocessing is True else include_preprocessing
+    if name not in preprocessing.PREPROCESSING:
+        raise ValueError(
+            f"`include_preprocessing` must be True, False or one of {tuple(preprocessing.PREPROCESSING)}; "
+            f"received include_preprocessing={include_preprocessing!r}."
+        )
+    height, width, channels = input_shape
+    if height is None and width is None:
+        height = width = LAYOUTS[layout]["default_size"]
+    if height != width or channels != 3:
+        raise ValueError(
+            "With include_preprocessing, `input_shape` is the network's square RGB input after "
+            f"preprocessing; received input_shape={input_shape!r} (e.g. (320, 320, 3))."
+        )
+    return preprocessing.ImagePreprocessing(name, height, name="preprocessing")
+
+
 def _apply_ops(sequence, x, prefix):
     """Stem and head ops as named layers (``<prefix>_bn``, ``<prefix>_relu``)."""
     steps = [(op, batch_norm(f"{prefix}_bn") if op == "bn" else keras.layers.ReLU(name=f"{prefix}_relu"))
@@ -353,6 +377,7 @@ def build_resnet(
     feature_tap="normalized",
     scan_units="auto",
     remat=False,
+    include_preprocessing=False,
 ):
     """Builds a ResNet of any depth, unit order (Fig. 4) and shortcut type (Fig. 2).
 
@@ -385,6 +410,10 @@ def build_resnet(
             ``'auto'`` (stages of at least ``stages.AUTO_MIN_UNITS`` units), True or False. Looping
             changes neither the function nor the weight files, only compile time and program size.
         remat: rematerialise looped units in the backward pass (keeps only unit inputs).
+        include_preprocessing: True (the layout's training set: ImageNet, or CIFAR-10/100 by
+            ``classes``), ``'imagenet'``, ``'cifar10'`` or ``'cifar100'``: the model takes raw RGB
+            images (0-255, any size, ``[batch, None, None, 3]``) and brings them to ``input_shape``
+            (default: the layout's size) with ``keras_preresnet.preprocessing.preprocess``.
 
     ``weights='imagenet'`` is found from the structure: it is accepted where depth, unit and layout
     are those of a network in ``weights.PRETRAINED`` and nothing else departs from it.
@@ -424,6 +453,9 @@ def build_resnet(
         units.check_choice("projection", projection, units.PROJECTIONS)
         settings["projection"] = projection
     input_shape = _input_shape(input_shape, layout, include_top, weights)
+    preprocess = _preprocessing_layer(include_preprocessing, layout, classes, input_shape)
+    if preprocess is not None:
+        input_shape = (None, None, 3)
 
     if input_tensor is None:
         img_input = keras.layers.Input(shape=input_shape)
@@ -434,7 +466,7 @@ def build_resnet(
 
     unit_cls = units.UNITS[unit]
     conv_options = dict(use_bias=use_bias, kernel_regularizer=kernel_regularizer)
-    x = stem(img_input, layout, unit_cls, conv_options)
+    x = stem(img_input if preprocess is None else preprocess(img_input), layout, unit_cls, conv_options)
     x = stages(x, layout, unit_cls, form, units_per_stage, settings,
                dict(shortcut=shortcut, shortcut_options=shortcut_options, **conv_options), drop_path_rate,
                scan_units, remat)
@@ -499,6 +531,18 @@ def _named(architecture, public_name):
         f"classes={LAYOUTS[spec['layout']]['classes']})."
     )
     return builder
+
+
+def list_models(filter=None, pretrained=False):
+    """The named architectures (keys of ``ARCHITECTURES``, e.g. ``'preact_resnet200'``) in table order.
+
+    ``filter`` is a shell pattern (``'preact_*'``); ``pretrained=True`` keeps those with published
+    weights, whose records ``keras_preresnet.pretrained.weights.PRETRAINED`` holds.
+    """
+    names = list(ARCHITECTURES)
+    if filter is not None:
+        names = [name for name in names if fnmatch.fnmatch(name, str(filter).lower())]
+    return [name for name in names if name in weights_lib.PRETRAINED] if pretrained else names
 
 
 def public_name(architecture):

@@ -48,7 +48,11 @@ def test_every_format_is_published_with_its_parity_report(servable, image_dirs, 
         "saved_model": str(tmp_path / "tiny" / "1"), "tflite": str(tmp_path / "tiny-tflite" / "1"),
         "onnx": str(tmp_path / "tiny-onnx" / "1"),
     }
-    assert sorted(os.listdir(tmp_path / "tiny-tflite" / "1")) == ["float32.tflite", "int8.tflite", "parity.json"]
+    assert sorted(os.listdir(tmp_path / "tiny-tflite" / "1")) == [
+        "float32.tflite", "int8.tflite", "parity.json", "serving.json"]
+    for folder in (tmp_path / "tiny" / "1" / "assets.extra", tmp_path / "tiny-tflite" / "1", tmp_path / "tiny-onnx" / "1"):
+        record = json.loads((folder / "serving.json").read_text())
+        assert record == dict(name="tiny", labels=list(servable.labels), preprocessing="cifar10", image_size=32)
     assert os.path.exists(tmp_path / "tiny" / "1" / "saved_model.pb")
     saved = json.loads((tmp_path / "tiny" / "1" / "assets.extra" / "parity.json").read_text())
     assert saved["model"] == "tiny" and len(saved["parity_images"]) == 8

@@ -1,5 +1,6 @@
 """export.servable: model names, labels, weights and the serving preprocessing."""
 
+import json
 import pickle
 
 import numpy as np
@@ -47,6 +48,13 @@ def test_label_file_sets_the_number_of_classes(tmp_path):
     assert servable.name == "pets"
 
 
+@pytest.mark.parametrize("classes, labels", [("3", ("0", "1", "2")), (10, CIFAR10_CLASSES)])
+def test_classes_given_as_a_number_set_the_head_and_number_the_labels(classes, labels):
+    servable = servable_lib.build("resnet20", labels=classes)
+    assert servable.model.output_shape == (None, len(labels))
+    assert servable.labels == labels
+
+
 def test_label_file_with_blank_line_is_rejected(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\n\ndog\n")
@@ -88,3 +96,18 @@ def test_imagenet_preprocessing_is_the_packages_preprocess_input():
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     expected = preprocessing.preprocess_input(image, image_size=64, resize_size=round(64 * 256 / 224))
     np.testing.assert_allclose(servable.preprocess(tf.constant(image)).numpy(), expected, atol=1e-6)
+
+
+def test_weights_of_a_training_run_bring_its_labels_and_preprocessing(tmp_path):
+    from keras_preresnet import runs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    network = runs.network_record(depth=20, unit="original", shortcut="identity", layout="cifar", image_size=32,
+                                  classes=3)
+    (run / runs.RUN_JSON).write_text(json.dumps(dict(network=network, class_names=["cat", "dog", "bird"],
+                                                     preprocessing=runs.preprocessing_record("cifar100", 32))))
+    keras_preresnet.ResNet20(classes=3).save_weights(run / runs.BEST_WEIGHTS)
+    servable = servable_lib.build("ResNet20", weights=str(run / runs.BEST_WEIGHTS))
+    assert servable.labels == ("cat", "dog", "bird") and servable.preprocessing == "cifar100"
+    assert servable.model.output_shape == (None, 3)

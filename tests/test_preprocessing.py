@@ -1,11 +1,25 @@
-"""preprocess_input / decode_predictions: the evaluation transforms of fb.resnet.torch (docs/pretrained.md)."""
+"""preprocess_input / preprocess / decode_predictions: fb.resnet.torch's evaluation transforms
+(docs/pretrained.md), on every backend and inside the model."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_preresnet as kp
 from keras_preresnet import datasets, defaults
-from keras_preresnet.preprocessing import decode_predictions, imagenet_classes, preprocess_input
+from keras_preresnet.preprocessing import (
+    ImagePreprocessing,
+    decode_predictions,
+    imagenet_classes,
+    preprocess,
+    preprocess_input,
+)
 
 
 def torch_scale_cubic_1d(src, dst_len):
@@ -122,8 +136,111 @@ def test_bad_inputs_are_refused(images, kwargs, message):
 
 
 def test_crop_larger_than_unresized_image_is_refused():
-    with pytest.raises(tf.errors.InvalidArgumentError, match="smaller than the 224x224 crop"):
+    with pytest.raises(ValueError, match=r"100x100 after resizing\) are smaller than the 224x224"):
         preprocess_input(np.zeros((100, 100, 3), np.uint8), resize_size=None)
+    # Sizes known only at run time: refused when the graph runs.
+    fn = tf.function(lambda x: preprocess_input(x, resize_size=None),
+                     input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="smaller than the 224x224 crop"):
+        fn(tf.zeros([100, 100, 3], tf.uint8))
+
+
+BACKEND_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from keras_preresnet import datasets
+    from keras_preresnet.preprocessing import preprocess, preprocess_input
+    images, _ = datasets.load_cifar(sys.argv[1], "cifar10", "test")
+    wide = np.repeat(images[:2], 3, axis=2)  # 32x96: the long side is the width
+    tall = np.repeat(images[2:4], 2, axis=1)
+    np.savez(sys.argv[2],
+             imagenet=preprocess_input(images[:3], image_size=48, resize_size=56),
+             wide=preprocess_input(wide, image_size=None, resize_size=45),
+             down=preprocess_input(tall, image_size=20, resize_size=20),
+             cifar=preprocess(wide, "cifar10", 24))
+""")
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_every_backend_preprocesses_real_images_alike(backend, cifar_dir, tmp_path):
+    if backend == keras.backend.backend():
+        pytest.skip("this process already runs that backend")
+    out = tmp_path / "out.npz"
+    env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="")
+    subprocess.run([sys.executable, "-c", BACKEND_SCRIPT, str(cifar_dir), str(out)], env=env, check=True,
+                   timeout=300)
+    theirs = np.load(out)
+    images, _ = datasets.load_cifar(cifar_dir, "cifar10", "test")
+    wide = np.repeat(images[:2], 3, axis=2)
+    ours = dict(imagenet=preprocess_input(images[:3], image_size=48, resize_size=56),
+                wide=preprocess_input(wide, image_size=None, resize_size=45),
+                down=preprocess_input(np.repeat(images[2:4], 2, axis=1), image_size=20, resize_size=20),
+                cifar=preprocess(wide, "cifar10", 24))
+    for key, value in ours.items():
+        assert theirs[key].shape == value.shape, key
+        # Measured: at most 1.2e-6 apart (float32 summation order), about 1e-5 of a grey level.
+        np.testing.assert_allclose(theirs[key], value, atol=1e-5, err_msg=key)
+
+
+def test_cifar_preprocessing_normalises_and_resizes(cifar_dir):
+    images, _ = datasets.load_cifar(cifar_dir, "cifar10", "test")
+    expected = (images[:2].astype(np.float32) - defaults.CIFAR10_MEAN) / defaults.CIFAR10_STD
+    np.testing.assert_allclose(preprocess(images[:2], "cifar10"), expected, atol=1e-5)
+    hundred = preprocess(images[0], "cifar100", 32)
+    np.testing.assert_allclose(hundred, (images[0] - np.float32(defaults.CIFAR100_MEAN)) / defaults.CIFAR100_STD,
+                               atol=1e-5)
+    flat = preprocess(np.full((50, 70, 3), 90, np.uint8), "cifar10", 32)  # resizing keeps a flat colour
+    np.testing.assert_allclose(flat, np.broadcast_to((90 - np.float32(defaults.CIFAR10_MEAN)) / defaults.CIFAR10_STD,
+                                                     (32, 32, 3)), atol=1e-5)
+    assert preprocess(images[:2], "imagenet", 64).shape == (2, 64, 64, 3)
+    with pytest.raises(ValueError, match="`preprocessing` must be one of"):
+        preprocess(images[:2], "svhn")
+
+
+def test_model_with_preprocessing_takes_raw_images_of_any_size(cifar_dir, tmp_path):
+    images, _ = datasets.load_cifar(cifar_dir, "cifar10", "test")
+    raw = np.repeat(images[:2], 2, axis=2)  # 32x64
+    model = kp.build_resnet(8, include_preprocessing=True)
+    plain = kp.build_resnet(8)
+    plain.set_weights(model.get_weights())
+    assert model.input_shape == (None, None, None, 3)
+    np.testing.assert_allclose(model.predict(raw, verbose=0),
+                               plain.predict(preprocess(raw, "cifar10", 32), verbose=0), atol=1e-5)
+    # Weights files are those of the plain model; the whole model round-trips through .keras.
+    weights = str(tmp_path / "plain.weights.h5")
+    plain.save_weights(weights)
+    loaded = kp.build_resnet(8, include_preprocessing=True, weights=weights)
+    np.testing.assert_allclose(loaded.predict(raw, verbose=0), model.predict(raw, verbose=0), atol=1e-6)
+    # ... and the other way round (the pretrained cache may be written from a model with preprocessing).
+    model.save_weights(tmp_path / "with.weights.h5")
+    back = kp.build_resnet(8, weights=str(tmp_path / "with.weights.h5"))
+    np.testing.assert_allclose(back.predict(preprocess(raw, "cifar10", 32), verbose=0),
+                               model.predict(raw, verbose=0), atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict(raw, verbose=0), model.predict(raw, verbose=0), atol=1e-6)
+
+
+def test_imagenet_model_with_preprocessing_crops_to_its_input_shape(cifar_dir):
+    images, _ = datasets.load_cifar(cifar_dir, "cifar10", "test")
+    model = kp.build_resnet(18, layout="imagenet", units_per_stage=(1, 1, 1, 1), include_preprocessing=True,
+                            input_shape=(48, 48, 3), include_top=False, pooling="avg")
+    plain = kp.build_resnet(18, layout="imagenet", units_per_stage=(1, 1, 1, 1), input_shape=(48, 48, 3),
+                            include_top=False, pooling="avg")
+    plain.set_weights(model.get_weights())
+    layer = model.get_layer("preprocessing")
+    assert isinstance(layer, ImagePreprocessing) and (layer.preprocessing, layer.image_size) == ("imagenet", 48)
+    np.testing.assert_allclose(model.predict(images[:2], verbose=0),
+                               plain.predict(preprocess_input(images[:2], 48, 55), verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("option, shape, message", [
+    ("svhn", None, "include_preprocessing` must be True, False or one of"),
+    (True, (32, 40, 3), "square RGB input"),
+])
+def test_bad_preprocessing_options_are_refused(option, shape, message):
+    with pytest.raises(ValueError, match=message):
+        kp.build_resnet(8, include_preprocessing=option, input_shape=shape)
 
 
 def test_decode_predictions_orders_and_names():

@@ -261,6 +261,34 @@ def test_optimizer_learning_rate_follows_the_resolved_schedule():
     assert float(rate(399)) == pytest.approx(0.01) and float(rate(400)) == pytest.approx(0.1)
 
 
+def test_run_json_lets_predict_and_export_use_the_run_without_flags(finished_run, cifar_dir, tmp_path, capsys):
+    import export
+    import export_testing
+    from keras_preresnet import predict, preprocessing, runs
+    from keras_preresnet.datasets import CIFAR10_CLASSES
+
+    model_dir, _ = finished_run
+    record = runs.read_run(model_dir)
+    assert record["class_names"] == list(CIFAR10_CLASSES)
+    assert record["preprocessing"] == {"name": "cifar10", "image_size": 32}
+    assert record["network"]["depth"] == 8 and record["network"]["classes"] == 10
+    model, _ = runs.build_from_run(model_dir)
+    trained = network.build_network(CONFIG, 10, depth=8)
+    trained.load_weights(str(model_dir / "best.weights.h5"))
+    files = export_testing.write_cifar_images(cifar_dir, tmp_path / "images", count=3)
+    x = np.stack([preprocessing.preprocess(predict.read_image(f), "cifar10") for f in files])
+    probabilities = model.predict(x, verbose=0)
+    np.testing.assert_allclose(probabilities, tf.nn.softmax(trained.predict(x, verbose=0)).numpy(), atol=1e-5)
+
+    out = tmp_path / "labels.json"
+    assert predict.main(files + [f"--model={model_dir}", f"--output={out}"]) == 0
+    rows = json.loads(out.read_text())["predictions"]
+    assert [row["predictions"][0]["label"] for row in rows] == [CIFAR10_CLASSES[i] for i in probabilities.argmax(-1)]
+    servable = export.build(str(model_dir))
+    assert servable.labels == CIFAR10_CLASSES and servable.preprocessing == "cifar10"
+    np.testing.assert_allclose(servable.model.predict(x, verbose=0), probabilities, atol=1e-6)
+
+
 def test_validation_trains_on_the_split_and_tests_on_the_held_out_training_images(tmp_path, cifar_dir):
     from keras_preresnet.datasets import load_cifar
 

@@ -5,6 +5,7 @@ the whole path -- builder, cache, download, conversion, cached file, loading -- 
 the real checkpoint.
 """
 
+import dataclasses
 import os
 import socket
 import stat
@@ -60,7 +61,7 @@ def test_imagenet_downloads_converts_caches_and_matches_reference(monkeypatch, c
     model = models.PreActResNet200(weights="imagenet", classifier_activation=None)
     np.testing.assert_allclose(logits(model, images), reference, atol=1e-4)
     cached = sorted(os.listdir(weights.cache_dir()))
-    assert cached == sorted([ENTRY.keras_file, ENTRY.torch_file])
+    assert cached == sorted([ENTRY.keras_file, ENTRY.keras_file + weights.CHECKSUM_SUFFIX, ENTRY.torch_file])
 
     # Later calls use the converted file alone.
     os.remove(os.path.join(weights.cache_dir(), ENTRY.torch_file))
@@ -77,7 +78,7 @@ def test_cache_files_get_the_mode_the_umask_gives(monkeypatch, checkpoint):
     finally:
         os.umask(old)
     cached = sorted(os.listdir(weights.cache_dir()))
-    assert cached == sorted([ENTRY.keras_file, ENTRY.torch_file])
+    assert cached == sorted([ENTRY.keras_file, ENTRY.keras_file + weights.CHECKSUM_SUFFIX, ENTRY.torch_file])
     for name in cached:
         assert stat.S_IMODE(os.stat(os.path.join(weights.cache_dir(), name)).st_mode) == 0o640, name
 
@@ -151,6 +152,68 @@ def test_keras_file_of_another_architecture_is_refused(tmp_path):
 def test_unknown_architecture_has_no_imagenet_weights():
     with pytest.raises(ValueError, match="preact_resnet200"):
         weights.torch_checkpoint("preact_resnet50")
+
+
+def _converted(monkeypatch, checkpoint):
+    monkeypatch.setenv(weights.URL_ENV, "file://" + checkpoint[0])
+    models.PreActResNet200(weights="imagenet")
+    return os.path.join(weights.cache_dir(), ENTRY.keras_file)
+
+
+def test_converted_file_is_checked_against_its_sha256_on_load(monkeypatch, checkpoint, images):
+    cached = _converted(monkeypatch, checkpoint)
+    with open(cached + weights.CHECKSUM_SUFFIX) as f:
+        assert f.read() == f"{weights.file_sha256(cached)}  {ENTRY.keras_file}\n"
+    # Replaced by another network's weights of the same structure: loadable, but not what was converted.
+    keras.utils.set_random_seed(3)
+    models.PreActResNet200(classifier_activation=None).save_weights(cached)
+    with pytest.raises(weights.ChecksumError) as info:
+        models.PreActResNet200(weights="imagenet")
+    message = str(info.value)
+    assert "damaged or was replaced" in message and weights.file_sha256(cached) in message
+    assert f"python -m keras_preresnet.convert {ENTRY.torch_file} {cached}" in message
+    # Deleting it, as the message says, converts again.
+    os.remove(cached)
+    os.remove(cached + weights.CHECKSUM_SUFFIX)
+    model = models.PreActResNet200(weights="imagenet", classifier_activation=None)
+    np.testing.assert_allclose(logits(model, images), checkpoint[1], atol=1e-4)
+
+
+def test_pinned_sha256_in_the_record_is_checked(monkeypatch, checkpoint):
+    cached = _converted(monkeypatch, checkpoint)
+    pinned = dataclasses.replace(ENTRY, sha256="0" * 64)
+    monkeypatch.setitem(weights.PRETRAINED, "preact_resnet200", pinned)
+    with pytest.raises(weights.ChecksumError, match="the weights record says 0000"):
+        models.PreActResNet200(weights="imagenet")
+    monkeypatch.setitem(weights.PRETRAINED, "preact_resnet200", dataclasses.replace(ENTRY, sha256=weights.file_sha256(cached)))
+    models.PreActResNet200(weights="imagenet")
+
+
+def test_converted_file_copied_in_by_hand_is_trusted_from_then_on(monkeypatch, checkpoint):
+    cached = _converted(monkeypatch, checkpoint)
+    os.remove(cached + weights.CHECKSUM_SUFFIX)
+    offline(monkeypatch)
+    models.PreActResNet200(weights="imagenet")
+    assert os.path.exists(cached + weights.CHECKSUM_SUFFIX)
+
+
+def test_list_models_names_every_builder_and_those_with_weights():
+    import keras_preresnet as kp
+
+    assert kp.list_models(pretrained=True) == sorted(weights.PRETRAINED) == ["preact_resnet200"]
+    assert kp.list_models() == list(models.ARCHITECTURES)
+    assert kp.list_models("preact_resnet1*") == [
+        "preact_resnet110", "preact_resnet164", "preact_resnet1001", "preact_resnet18", "preact_resnet101",
+        "preact_resnet152"]
+
+
+def test_weights_record_has_what_preprocessing_and_decoding_need():
+    cfg = weights.pretrained_cfg("preact_resnet200")
+    assert cfg["input_size"] == (3, 224, 224) and cfg["crop_pct"] == 224 / 256 and cfg["num_classes"] == 1000
+    assert cfg["url"] == ENTRY.url and cfg["top1_error"] == 21.66 and cfg["sha256"] is None
+    assert len(cfg["class_names"]) == 1000 and cfg["class_names"][0] == "tench"
+    with pytest.raises(ValueError, match="No ImageNet weights"):
+        weights.pretrained_cfg("resnet20")
 
 
 def test_imagenet_weights_reach_the_feature_pyramid(monkeypatch, checkpoint):

@@ -7,12 +7,10 @@ prints the configs; docs/training.md explains the flags, the batch-size / learni
 fine-tuning.
 """
 
-import os
 import signal
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+import keras_preresnet  # noqa: F401,E402 (first: loads TensorFlow without its start-up lines)
 from absl import app, flags, logging  # noqa: E402
 
 from train import configs, data, distribute, trainer  # noqa: E402
@@ -113,7 +111,8 @@ def main(argv):
         config = configs.get_config(FLAGS.config)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
-    logging.set_verbosity(logging.WARNING)
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
     # Ctrl-C interrupts the run (saving a checkpoint) even where the parent process ignored SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # Devices and the multi-worker strategy must be set up before any other TensorFlow work.

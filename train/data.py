@@ -73,6 +73,7 @@ class Source:
     num_classes: int
     encoded: bool
     description: str
+    class_names: tuple = None  # in label order, where the data names its classes
 
 
 def _normalisation(dataset):
@@ -91,6 +92,7 @@ def _cifar_pickle_source(data_dir, dataset, split):
         tf.data.Dataset.from_tensor_slices((images, labels)), len(labels),
         CIFAR_CLASSES[dataset], encoded=False,
         description=f"{dataset} {split} from the python-pickle batches in {data_dir}",
+        class_names=DATASETS[dataset].labels,
     )
 
 
@@ -124,7 +126,8 @@ def _image_folder_source(data_dir, split):
     dataset = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int64)))
     dataset = dataset.map(lambda path, label: (tf.io.read_file(path), label))
     return Source(dataset, len(paths), len(classes), encoded=True,
-                  description=f"{len(paths)} images of {len(classes)} classes in {folder}")
+                  description=f"{len(paths)} images of {len(classes)} classes in {folder}",
+                  class_names=tuple(classes))
 
 
 def _tfds_source(data_dir, dataset, split, manual_dir=None, download=False):
@@ -149,8 +152,9 @@ def _tfds_source(data_dir, dataset, split, manual_dir=None, download=False):
         split=split, shuffle_files=False, as_supervised=True,
         decoders={"image": tfds.decode.SkipDecoding()},
     )
-    return Source(images, splits[split].num_examples, builder.info.features["label"].num_classes,
-                  encoded=True, description=f"TFDS {dataset} {split} in {data_dir}")
+    label = builder.info.features["label"]
+    return Source(images, splits[split].num_examples, label.num_classes, encoded=True,
+                  description=f"TFDS {dataset} {split} in {data_dir}", class_names=tuple(label.names))
 
 
 def detect_source(data_dir):

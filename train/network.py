@@ -7,8 +7,20 @@ weights are the same as those of the softmax model the library builds, so files 
 import keras
 
 import keras_preresnet
+from keras_preresnet import runs
 
 HEAD = "predictions"
+
+
+def network_arguments(config, classes, *, depth=None, image_size=None):
+    """``build_resnet`` arguments of ``config``'s network (``image_size`` for the input shape): what
+    run.json records to rebuild it for inference (``keras_preresnet.runs``; drop-path is training only)."""
+    depth = config.depth if depth is None else depth
+    return runs.network_record(
+        depth=depth, unit=config.unit, shortcut=config.shortcut, shortcut_options=config.shortcut_options,
+        projection=config.projection, layout=config.layout, form=config.form, classes=classes,
+        image_size=config.image_size if image_size is None else image_size,
+    )
 
 
 def build_network(config, classes, *, depth=None, image_size=None, init_weights=None, init_classes=None,
@@ -19,24 +31,12 @@ def build_network(config, classes, *, depth=None, image_size=None, init_weights=
     outputs (the classes it was trained on); when that differs from ``classes`` the classifier is
     replaced by a new, freshly initialised one. ``scan_units`` and ``remat`` go to ``build_resnet``.
     """
-    depth = config.depth if depth is None else depth
-    size = config.image_size if image_size is None else image_size
     head_classes = init_classes if init_weights is not None and init_classes is not None else classes
+    arguments = network_arguments(config, head_classes, depth=depth, image_size=image_size)
+    size = arguments.pop("image_size")
     model = keras_preresnet.build_resnet(
-        depth,
-        unit=config.unit,
-        shortcut=config.shortcut,
-        shortcut_options=config.shortcut_options,
-        projection=config.projection,
-        layout=config.layout,
-        form=config.form,
-        input_shape=(size, size, 3),
-        classes=head_classes,
-        classifier_activation=None,
-        weights=init_weights,
-        drop_path_rate=drop_path_rate,
-        scan_units=scan_units,
-        remat=remat,
+        input_shape=(size, size, 3), classifier_activation=None, weights=init_weights,
+        drop_path_rate=drop_path_rate, scan_units=scan_units, remat=remat, **arguments
     )
     if head_classes != classes:
         features = model.get_layer("avg_pool").output

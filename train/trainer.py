@@ -28,16 +28,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_preresnet import files
+from keras_preresnet import files, runs
 from keras_preresnet.datasets import DATASETS
 from train import augment, configs, data, distribute, network, regularization, reporting, schedules
 from train import options as training_options
 from train.evaluate import evaluate, make_eval_step
 
 CHECKPOINT_DIR = "checkpoints"
-RUN_JSON = "run.json"
-LAST_WEIGHTS = "last.weights.h5"
-BEST_WEIGHTS = "best.weights.h5"
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -247,21 +244,33 @@ class Trainer:
             "steps_per_epoch": self.schedule.steps_per_epoch,
             "total_steps": self.schedule.total_steps,
             "classes": self.classes,
+            # What predict and export need to use the run without flags (keras_preresnet.runs).
+            "network": network.network_arguments(self.config, self.classes, depth=self.settings.depth,
+                                                 image_size=self.image_size),
+            "class_names": self._class_names(),
+            "preprocessing": runs.preprocessing_record(self.config.dataset, self.image_size),
         }
         changed = {k: v for k, v in dataclasses.asdict(self.options).items() if v != getattr(self.config.options, k)}
         if changed:
             record["options"] = changed
         return record
 
+    def _class_names(self):
+        names = self.train_source.class_names
+        if names is None or len(names) != self.classes:
+            return None
+        return list(names)
+
     def _check_same_run(self):
         """A model_dir holds one run: resuming with other batch/schedule settings would mix two runs."""
-        path = os.path.join(self.work_dir, RUN_JSON)
+        path = os.path.join(self.work_dir, runs.RUN_JSON)
         record = self._run_record()
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 previous = json.load(f)
+            # Keys an older trainer did not write are not a change of settings.
             changed = {k: (previous.get(k), v) for k, v in record.items()
-                       if k != "total_steps" and previous.get(k) != v}
+                       if k != "total_steps" and k in previous and previous.get(k) != v}
             if changed and self.manager.latest_checkpoint:
                 details = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
                 raise TrainingError(
@@ -345,7 +354,7 @@ class Trainer:
             reporting.write_summary(self.work_dir, summary)
         else:
             with self._tested_weights():
-                files.save_weights(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
+                files.save_weights(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
         # Workers leave together: one that exits while another still writes looks like a crash to
         # the cluster's coordination service.
         self.sync_statistics()
@@ -450,9 +459,9 @@ class Trainer:
             return
         row = rows[-1]
         with self._tested_weights():
-            files.save_weights(self.model, os.path.join(self.work_dir, LAST_WEIGHTS))
+            files.save_weights(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
             if reporting.best_row(rows) is row:
-                files.save_weights(self.model, os.path.join(self.work_dir, BEST_WEIGHTS))
+                files.save_weights(self.model, os.path.join(self.work_dir, runs.BEST_WEIGHTS))
         reporting.write_metrics(self.work_dir, rows)
         with writers[1].as_default(step=row["step"]):
             for key in ("test_loss", "test_error", "test_top5_error"):

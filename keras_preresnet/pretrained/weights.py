@@ -8,6 +8,7 @@ built, and that model's weights are cached as the Keras file for next time. The 
 """
 
 import dataclasses
+import hashlib
 import os
 
 import keras
@@ -29,6 +30,7 @@ class WeightsRecord:
         interpolation: how the shorter side is resized.
         mean, std: per-channel normalisation of RGB images scaled to [0, 1].
         top1_error, top5_error: validation error (%) of a single centre crop.
+        sha256: SHA-256 of the converted Keras file where it is pinned, else None (see ``CHECKSUM_SUFFIX``).
     """
 
     url: str
@@ -43,6 +45,22 @@ class WeightsRecord:
     std: tuple
     top1_error: float
     top5_error: float
+    sha256: str = None
+
+    @property
+    def class_names(self):
+        """The class names in output order (ImageNet: the names of the shipped WordNet index)."""
+        from keras_preresnet.labels import dataset_labels  # labels -> preprocessing -> this module
+
+        return dataset_labels(self.dataset)
+
+    def as_dict(self):
+        """The record as plain data, with timm ``pretrained_cfg``-style input fields added."""
+        return dict(
+            dataclasses.asdict(self), num_classes=datasets.DATASETS[self.dataset].classes,
+            input_size=(3, self.image_size, self.image_size), crop_pct=self.image_size / self.resize_size,
+            class_names=self.class_names,
+        )
 
 
 _IMAGENET = datasets.DATASETS["imagenet2012"]
@@ -62,6 +80,10 @@ PRETRAINED = {
         std=defaults.IMAGENET_STD,
         top1_error=21.66,
         top5_error=5.79,
+        # Not pinned: the real resnet-200.t7 has never been converted on this project's machines (they
+        # cannot download it), and a converted file's bytes also hold Keras' auto-generated input-layer
+        # name. The cached file is checked against the checksum written beside it when it was converted.
+        sha256=None,
     ),
 }
 # The network `weights='imagenet'` means when none is named (the converter's command line).
@@ -70,8 +92,62 @@ URL_ENV = "KERAS_PRERESNET_WEIGHTS_URL"
 CACHE_SUBDIR = os.path.join("models", "keras_preresnet")
 
 
+# The SHA-256 of a converted file is written beside it (``<file>.sha256``, the sha256sum format).
+CHECKSUM_SUFFIX = ".sha256"
+
+
 class WeightsUnavailableError(OSError):
     """The pretrained checkpoint is neither cached nor downloadable."""
+
+
+class ChecksumError(ValueError):
+    """A converted weights file is not the file that was converted."""
+
+
+def pretrained_cfg(architecture=DEFAULT_ARCHITECTURE):
+    """The record of ``architecture``'s published weights as a dict (as timm's ``pretrained_cfg``)."""
+    return dict(_entry(architecture).as_dict(), architecture=architecture)
+
+
+def file_sha256(path):
+    """The SHA-256 of a file, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksum(path):
+    """Writes ``path``'s SHA-256 beside it (``<path>.sha256``); returns it."""
+    checksum = file_sha256(path)
+    files.write_bytes(path + CHECKSUM_SUFFIX, f"{checksum}  {os.path.basename(path)}\n".encode("utf-8"))
+    return checksum
+
+
+def verify_checksum(path, architecture):
+    """Checks a cached converted file against its record's pinned SHA-256 and the one written when it
+    was converted; a mismatch is a ``ChecksumError`` that says how to convert it again. A file without
+    a written checksum (copied into the cache by hand) is trusted from then on."""
+    entry = _entry(architecture)
+    actual = file_sha256(path)
+    sidecar = path + CHECKSUM_SUFFIX
+    written = None
+    if os.path.exists(sidecar):
+        with open(sidecar, encoding="utf-8") as f:
+            words = f.read().split()
+        written = words[0] if words else None
+    for source, wanted in (("the weights record", entry.sha256), (os.path.basename(sidecar), written)):
+        if wanted is not None and wanted != actual:
+            raise ChecksumError(
+                f"The converted weights {path} have SHA-256 {actual}, but {source} says {wanted}: the file is "
+                f"damaged or was replaced. Delete it and {os.path.basename(sidecar)}; the next "
+                f"weights='imagenet' converts the Torch7 checkpoint again, or convert by hand: "
+                f"python -m keras_preresnet.convert {entry.torch_file} {path}"
+            )
+    if written is None:
+        write_checksum(path)
+    return actual
 
 
 def _keras_home():
@@ -128,6 +204,7 @@ def _load_imagenet(model, architecture, url):
     entry = _entry(architecture)
     keras_path = os.path.join(cache_dir(), entry.keras_file)
     if os.path.exists(keras_path):
+        verify_checksum(keras_path, architecture)
         _load_keras_file(model, keras_path)
         return
     t7_path = torch_checkpoint(architecture, url)
@@ -140,6 +217,7 @@ def _load_imagenet(model, architecture, url):
     # Only a model holding the whole network (the classifier too) makes the cached file.
     if any(isinstance(layer, keras.layers.Dense) for layer in model.layers):
         files.save_weights(model, keras_path)
+        write_checksum(keras_path)
 
 
 def _load_keras_file(model, path):
