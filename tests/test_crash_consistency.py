@@ -190,7 +190,7 @@ def check_export_after_rerun(out, n):
         leftovers = [name for name in os.listdir(os.path.join(out, base)) if not name.isdigit()]
         assert leftovers == [], f"left in {base} after the rerun of point {n}: {leftovers}"
     # TensorFlow's AutoGraph keeps the code it generates in TMPDIR until its process exits: a killed
-    # process leaves those files. The TFLite converter writes a 51-byte session id, `.ses`, into TMPDIR
+    # process leaves those files. A converter library (TFLite or tf2onnx) writes a 51-byte session id, `.ses`, into TMPDIR
     # on every run, killed or not (measured on an uninterrupted export). Nothing else may stay there.
     scratch = [name for name in os.listdir(os.path.join(os.path.dirname(out), "tmp"))
                if not name.startswith("__autograph_generated_file") and name != ".ses"]
