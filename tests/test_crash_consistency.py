@@ -279,12 +279,16 @@ def test_weights_cache_killed_at_every_write_point_holds_only_complete_files(tmp
         cached = os.path.join(cache, entry.torch_file)
         if os.path.exists(cached):
             assert open(cached, "rb").read() == source, n
-        if os.path.exists(os.path.join(cache, entry.keras_file)):
-            assert_same_weights(os.path.join(cache, entry.keras_file), reference)
+        keras_file = os.path.join(cache, entry.keras_file)
+        if os.path.exists(keras_file):
+            assert_same_weights(keras_file, reference)
+            if os.path.exists(keras_file + weights.CHECKSUM_SUFFIX):
+                assert weights.verify_checksum(keras_file, "preact_resnet200") == weights.file_sha256(keras_file), n
 
     def after_rerun(cache, n):
         at_crash(cache, n)
-        assert sorted(os.listdir(cache)) == sorted([entry.torch_file, entry.keras_file]), n
+        expected = [entry.torch_file, entry.keras_file, entry.keras_file + weights.CHECKSUM_SUFFIX]
+        assert sorted(os.listdir(cache)) == sorted(expected), n
 
     points, _ = sweep(make_case, at_crash, after_rerun)
-    assert points == 4  # download and conversion: two points each
+    assert points == 6  # download, conversion and the checksum beside it: two points each

@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+from keras_preresnet import files, runs  # noqa: E402
 from train import configs, data, distribute, evaluate, plotting, reporting, trainer  # noqa: E402
 
 TABLE_JSON = "table.json"
@@ -33,7 +34,7 @@ BUDGET = ("epochs", "steps", "train_examples", "eval_examples", "validation", "b
 def finished(model_dir):
     """The summary (metrics.json) of the run in ``model_dir`` if it ran to the end of its schedule, else None."""
     summary = _read_json(os.path.join(model_dir, reporting.METRICS_JSON))
-    run = _read_json(os.path.join(model_dir, trainer.RUN_JSON))
+    run = _read_json(os.path.join(model_dir, runs.RUN_JSON))
     return summary if summary and run and summary.get("steps") == run.get("total_steps") else None
 
 
@@ -51,7 +52,7 @@ def _check_budget(output_dir, table, settings):
                 "flags or use a new --output_dir."
             )
     os.makedirs(output_dir, exist_ok=True)
-    reporting.atomic_write(path, json.dumps(record, indent=2) + "\n")
+    files.write_bytes(path, json.dumps(record, indent=2) + "\n")
 
 
 def _rows(table, only):
@@ -72,7 +73,7 @@ def _ten_crop(config, model_dir, settings, strategy):
         result = evaluate.evaluate_weights(
             config, os.path.join(model_dir, trainer.LAST_WEIGHTS), settings.data_dir, crop="ten_crop",
             source=settings.source, depth=settings.depth, limit=settings.eval_examples, strategy=strategy)
-        reporting.atomic_write(path, json.dumps(result, indent=2) + "\n")
+        files.write_bytes(path, json.dumps(result, indent=2) + "\n")
 
 
 def run_table(table, settings, output_dir, only=None, strategy=None):
@@ -175,7 +176,7 @@ def write_report(table, output_dir):
     """Writes OUTPUT_DIR/<table>.md and, if matplotlib is installed, OUTPUT_DIR/<table>.png."""
     results = collect(table, output_dir)
     budget = _read_json(os.path.join(output_dir, TABLE_JSON))
-    reporting.atomic_write(os.path.join(output_dir, f"{table.name}.md"), markdown(table, results, budget))
+    files.write_bytes(os.path.join(output_dir, f"{table.name}.md"), markdown(table, results, budget))
     try:
         plotting.plot_table(table, {name: r["metrics"] for name, r in results.items()},
                             os.path.join(output_dir, f"{table.name}.png"))
