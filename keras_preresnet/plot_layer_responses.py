@@ -13,7 +13,8 @@ import sys
 
 import numpy as np
 
-from keras_preresnet.analysis.layer_responses import layer_responses, plot_layer_responses, ranked, write_atomically
+from keras_preresnet import files
+from keras_preresnet.analysis.layer_responses import layer_responses, plot_layer_responses, ranked
 
 
 def _short(path):
@@ -69,7 +70,7 @@ def main(argv=None):
                   flush=True)
         plot_layer_responses(results, args.output)
         if args.json:
-            write_atomically(args.json, (json.dumps(results, indent=2) + "\n").encode("utf-8"))
+            files.write_bytes(args.json, json.dumps(results, indent=2) + "\n")
     except (ValueError, OSError) as error:
         print(f"layer_responses: error: {error}", file=sys.stderr)
         return 1

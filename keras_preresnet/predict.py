@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from keras_preresnet import console
+from keras_preresnet import console, files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 OUTPUT_FORMATS = (".csv", ".json")
@@ -187,19 +187,11 @@ def format_table(rows):
     return "\n".join(lines) + "\n"
 
 
-def _write_atomically(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(temporary, path)
-
-
 def write_output(path, rows, failures):
     """Writes the predictions to ``path`` as CSV (one row per image and rank) or JSON."""
     if path.lower().endswith(".json"):
         text = json.dumps(dict(predictions=rows, failed=[dict(file=f, error=e) for f, e in failures]), indent=2)
-        _write_atomically(path, text + "\n")
+        files.write_bytes(path, text + "\n")
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -207,7 +199,7 @@ def write_output(path, rows, failures):
     for row in rows:
         for p in row["predictions"]:
             writer.writerow([row["file"], p["rank"], p["index"], p["label"], f"{p['probability']:.6f}"])
-    _write_atomically(path, buffer.getvalue())
+    files.write_bytes(path, buffer.getvalue())
 
 
 def _cam_path(directory, file, used):
@@ -223,9 +215,7 @@ def _cam_path(directory, file, used):
 def _write_png(path, image):
     import tensorflow as tf
 
-    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    tf.io.write_file(temporary, tf.io.encode_png(image))
-    os.replace(temporary, path)
+    files.write_bytes(path, tf.io.encode_png(image).numpy())
 
 
 def predict_files(classifier, files, top_k=5, batch_size=16, cam_dir=None, progress=None):

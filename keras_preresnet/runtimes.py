@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from keras_preresnet import files
+
 RECORD_FILENAME = "serving.json"
 SAVED_MODEL_RECORD = os.path.join("assets.extra", RECORD_FILENAME)
 # The SavedModel signature that takes preprocessed floats, and its input name.
@@ -21,11 +23,7 @@ FLOAT_INPUT = "inputs"
 def write_record(path, labels, preprocessing, image_size, name=None):
     """Writes the serving record (JSON) to ``path`` through a temporary file."""
     record = dict(name=name, labels=list(labels), preprocessing=preprocessing, image_size=int(image_size))
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-    os.replace(temporary, path)
+    files.write_bytes(path, json.dumps(record, indent=2) + "\n")
     return path
 
 

@@ -22,12 +22,11 @@ Its command line is ``python -m keras_preresnet.plot_layer_responses``.
 
 import contextlib
 import io
-import os
 
 import keras
 import numpy as np
 
-from keras_preresnet import stages
+from keras_preresnet import files, stages
 from keras_preresnet.layers import TorchConv2D
 
 
@@ -152,12 +151,4 @@ def plot_layer_responses(responses_by_model, path):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    write_atomically(path, buffer.getvalue())
-
-
-def write_atomically(path, data):
-    """Writes the bytes ``data`` to ``path`` through a temporary file in the same folder."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "wb") as f:
-        f.write(data)
-    os.replace(temporary, path)
+    files.write_bytes(path, buffer.getvalue())
