@@ -324,17 +324,20 @@ def test_looped_net_learns_on_real_images_like_the_unrolled_one(cifar_dir):
     built = [models.build_resnet(20, units_per_stage=(1, 1, 3), input_shape=x.shape[1:], classes=10, scan_units=scan,
                                  classifier_activation=None) for scan in (False, True)]
     stages.copy_weights(*built)  # the same starting weights
-    histories = []
+    initial, histories = [], []
     for model in built:
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        initial.append(model.evaluate(x, y, batch_size=16, verbose=0))
         histories.append(model.fit(x, y, batch_size=16, epochs=6, shuffle=False, verbose=0).history["loss"])
     unrolled, looped = histories
     assert looped[-1] < 0.7 * looped[0], looped
-    # Step for step the same arithmetic (tested above to 1e-5); at this learning rate rounding
-    # differences grow over the 24 steps (measured: 0.2% by the sixth epoch on TensorFlow, up to 4% on
-    # JAX, whose CPU reductions are not deterministic from run to run).
-    np.testing.assert_allclose(looped[0], unrolled[0], rtol=1e-4)
+    # Before any update the two forms compute the same loss on the real images.
+    np.testing.assert_allclose(initial[1], initial[0], rtol=1e-5)
+    # Step for step the same arithmetic (tested above to 1e-5); at this learning rate rounding differences
+    # grow over the 24 steps (measured: 0.03% already in the first epoch's mean on JAX, whose CPU
+    # reductions are not deterministic from run to run; 0.2% by the sixth epoch on TensorFlow, up to 4% on
+    # JAX), so the curves are compared loosely.
     np.testing.assert_allclose(looped, unrolled, rtol=0.1)
 
 
