@@ -23,6 +23,8 @@ import numpy as np
 from keras.src.saving import saving_lib
 from keras.src.utils.naming import to_snake_case
 
+from keras_preresnet import files
+
 _PACKAGE = "keras_preresnet"
 
 # scan_units="auto" loops a stage from this many units on: the 1001- and 1202-layer CIFAR nets (111 and
@@ -501,13 +503,15 @@ class LoopedModel(keras.Model):
             )
         if not overwrite and os.path.exists(path):
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-        folder = os.path.dirname(os.path.abspath(path))
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            own = os.path.join(tmp, "looped.weights.h5")
-            super().save_weights(own)
-            unrolled = os.path.join(tmp, "unrolled.weights.h5")
-            _translate(self, own, unrolled, to_unrolled=True)
-            os.replace(unrolled, path)
+
+        def write(temporary):
+            # Keras writes the stacked layout to scratch space; the published file is its translation.
+            with tempfile.TemporaryDirectory() as scratch:
+                own = os.path.join(scratch, "looped.weights.h5")
+                super(LoopedModel, self).save_weights(own)
+                _translate(self, own, temporary, to_unrolled=True)
+
+        files.publish(path, write, suffix=files.WEIGHTS_SUFFIX)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         path = os.fspath(filepath)
