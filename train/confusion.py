@@ -8,7 +8,7 @@ column (the share of its predictions that were right); a class never predicted h
 import numpy as np
 
 from keras_preresnet.datasets import DATASETS
-from keras_preresnet.preprocessing import imagenet_classes
+from keras_preresnet.labels import dataset_labels
 
 # The command line prints the per-class table for at most this many classes (all go to --output).
 PRINTED_CLASSES = 20
@@ -16,10 +16,7 @@ PRINTED_CLASSES = 20
 
 def class_names(dataset, classes):
     """The names of ``dataset``'s classes when the package knows them and the count matches, else '0', '1', ..."""
-    if dataset == "imagenet2012":
-        names = tuple(name for _, name in imagenet_classes())
-    else:
-        names = DATASETS[dataset].labels if dataset in DATASETS else None
+    names = dataset_labels(dataset) if dataset in DATASETS else None
     return list(names) if names is not None and len(names) == classes else [str(i) for i in range(classes)]
 
 
