@@ -76,6 +76,11 @@ def owner_is_gone(host, pid):
     return False
 
 
+def is_temporary(path):
+    """Whether ``path`` names a temporary of ``publish``: a writer handed one writes straight to it."""
+    return _TEMPORARY.match(os.path.basename(os.fspath(path))) is not None
+
+
 def _remove_stale_temporaries(directory, name):
     for entry in os.listdir(directory):
         match = _TEMPORARY.match(entry)

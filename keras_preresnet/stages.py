@@ -511,7 +511,10 @@ class LoopedModel(keras.Model):
                 super(LoopedModel, self).save_weights(own)
                 _translate(self, own, temporary, to_unrolled=True)
 
-        files.publish(path, write, suffix=files.WEIGHTS_SUFFIX)
+        if files.is_temporary(path):  # called by files.publish (checkpoints, the weights cache): no second one
+            write(path)
+        else:
+            files.publish(path, write, suffix=files.WEIGHTS_SUFFIX)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         path = os.fspath(filepath)

@@ -259,6 +259,48 @@ def test_weights_files_have_the_unrolled_layout_and_load_into_either_form(tmp_pa
     np.testing.assert_allclose(_np(fresh_unrolled(x, training=False)), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_a_looped_weights_file_is_published_whole_with_the_umask_mode(tmp_path):
+    """Saved directly or through keras_preresnet.files (the trainer's checkpoints), the unrolled-layout
+    file appears under its name with a new file's mode and nothing else is left in its folder."""
+    from keras_preresnet import files
+
+    _, looped = _pair()
+    direct, published = tmp_path / "direct", tmp_path / "published"
+    direct.mkdir()
+    looped.save_weights(str(direct / "m.weights.h5"))
+    files.save_weights(looped, published / "m.weights.h5")
+    for folder in (direct, published):
+        assert sorted(p.name for p in folder.iterdir()) == ["m.weights.h5"]
+        assert (folder / "m.weights.h5").stat().st_mode & 0o777 == files.file_mode()
+    assert _h5_entries(str(direct / "m.weights.h5")) == _h5_entries(str(published / "m.weights.h5"))
+
+
+def test_a_looped_checkpoint_killed_mid_write_leaves_nothing_behind_the_next_save(tmp_path):
+    """The trainer saves through files.save_weights; a looped model must not open a second temporary
+    inside that one (a kill there would leave a temporary no later save recognises as its own)."""
+    import subprocess
+    import sys
+
+    from keras_preresnet import files
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = (
+        "import sys\n"
+        "from keras_preresnet import files, models\n"
+        "model = models.build_resnet(20, units_per_stage=(1, 1, 3), input_shape=(8, 8, 3), classes=5,"
+        " scan_units=True)\n"
+        "files.save_weights(model, sys.argv[1])\n"
+    )
+    path = tmp_path / "m.weights.h5"
+    env = dict(os.environ, PYTHONPATH=repo, **{files.CRASH_ENV: "1"})  # stop with the temporary half-written
+    killed = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True)
+    assert killed.returncode == files.CRASH_EXIT_STATUS, killed.stderr[-2000:]
+    assert not path.exists()
+    del env[files.CRASH_ENV]
+    subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, check=True)
+    assert sorted(os.listdir(tmp_path)) == ["m.weights.h5"]
+
+
 def test_a_weights_file_of_another_architecture_is_refused_by_name(tmp_path):
     other = models.build_resnet(20, units_per_stage=(1, 1, 2), input_shape=SHAPE, classes=5, scan_units=False)
     path = str(tmp_path / "other.weights.h5")
