@@ -72,20 +72,15 @@ def apply_stage(stage_units, x, scan_units="auto", remat=False):
 # --------------------------------------------------------------------------------------------------
 #
 # XLA:CPU runs a convolution through its fast (Eigen) kernels only in the canonical layout (batch,
-# rows, cols, features) x (rows, cols, in, out). Outside a loop it rewrites JAX's gradient convolutions
-# into that layout; inside a ``while`` body it leaves them as they come (the weight gradient is
+# rows, cols, features) x (rows, cols, in, out). Outside a loop it rewrites the gradient convolutions
+# into that layout; inside a ``while`` body it leaves them as they come (JAX's weight gradient is
 # ``f01b_i01o->01bf``) and emits a naive loop nest for them. Measured on 2 CPU cores, 18 units of a
-# 3x3, 64-channel convolution, batch 8, 8x8: the gradient of the scanned stack took 236 ms against 16 ms
-# unrolled. A looped stage's convolutions therefore carry their own gradient on JAX's CPU platform,
-# written as canonical convolutions between explicit transposes (14 ms for the same stack).
-
-
-def _jax_cpu():
-    if keras.backend.backend() != "jax":
-        return False
-    import jax
-
-    return jax.default_backend() == "cpu"
+# 3x3, 64-channel convolution, batch 8, 8x8, gradient of the looped stack against the unrolled one:
+# JAX 236 vs 16 ms; TensorFlow under XLA (``jit_compile=True``) 222 ms against 21 ms without XLA. A
+# looped stage's convolutions therefore carry their own gradient wherever XLA compiles for the CPU (JAX
+# on its CPU platform; TensorFlow inside an XLA-compiled function with no GPU visible), written as
+# canonical convolutions between explicit transposes: 14 ms (JAX) and 13 ms (TensorFlow with XLA) for
+# the same stack. TensorFlow without XLA keeps its own gradient kernels (21 ms; these would take 39).
 
 
 def _same_padding(size):
@@ -94,56 +89,101 @@ def _same_padding(size):
     return low, size - 1 - low
 
 
-def _canonical_conv():
-    """A stride-1 ``'same'`` NHWC convolution whose gradients are canonical convolutions (JAX only)."""
+def _gradient_paddings(kernel_shape):
+    """The forward, input-gradient and weight-gradient paddings of a stride-1 ``'same'`` convolution."""
+    (kh, kw), rows, cols = kernel_shape[:2], _same_padding(kernel_shape[0]), _same_padding(kernel_shape[1])
+    forward = [rows, cols]
+    input_gradient = [(kh - 1 - rows[0], kh - 1 - rows[1]), (kw - 1 - cols[0], kw - 1 - cols[1])]
+    return forward, input_gradient, forward
+
+
+def _canonical_gradients(np_, conv, kernel_shape):
+    """``(x, kernel, dy) -> (dx, dkernel)`` for a stride-1 ``'same'`` NHWC convolution, in canonical
+    convolutions only; ``np_`` is the backend's NumPy and ``conv(x, kernel, padding)`` its NHWC/HWIO
+    convolution with explicit ``[(top, bottom), (left, right)]`` padding."""
+    _, input_padding, kernel_padding = _gradient_paddings(kernel_shape)
+
+    def gradients(x, kernel, dy):
+        if tuple(kernel_shape[:2]) == (1, 1):  # matrix products
+            return np_.einsum("bhwo,io->bhwi", dy, kernel[0, 0]), np_.einsum("bhwi,bhwo->io", x, dy)[None, None]
+        # dx: the flipped kernel with in and out swapped, slid over dy.
+        dx = conv(dy, np_.transpose(np_.flip(kernel, (0, 1)), (0, 1, 3, 2)), input_padding)
+        # dkernel: x with its channels as the batch and its batch as the features, dy as the kernel.
+        dkernel = conv(np_.transpose(x, (3, 1, 2, 0)), np_.transpose(dy, (1, 2, 0, 3)), kernel_padding)
+        return dx, np_.transpose(dkernel, (1, 2, 0, 3))
+
+    return gradients
+
+
+def _jax_canonical_conv():
     import jax
     from jax import lax
 
-    numbers = ("NHWC", "HWIO", "NHWC")
-
-    def forward(x, kernel):
-        padding = [_same_padding(kernel.shape[0]), _same_padding(kernel.shape[1])]
-        return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=numbers)
+    def conv(x, kernel, padding):
+        return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     @jax.custom_vjp
-    def conv(x, kernel):
-        return forward(x, kernel)
+    def canonical(x, kernel):
+        return conv(x, kernel, _gradient_paddings(kernel.shape)[0])
 
-    def conv_forward(x, kernel):
-        return forward(x, kernel), (x, kernel)
+    def forward(x, kernel):
+        return canonical(x, kernel), (x, kernel)
 
-    def conv_backward(residuals, dy):
+    def backward(residuals, dy):
         x, kernel = residuals
-        (top, bottom), (left, right) = _same_padding(kernel.shape[0]), _same_padding(kernel.shape[1])
-        kh, kw = kernel.shape[:2]
-        if kh == kw == 1:
-            dx = jax.numpy.einsum("bhwo,io->bhwi", dy, kernel[0, 0])
-            dkernel = jax.numpy.einsum("bhwi,bhwo->io", x, dy)[None, None]
-            return dx, dkernel.astype(kernel.dtype)
-        # dx: the flipped kernel with in and out swapped, slid over dy.
-        flipped = jax.numpy.transpose(jax.numpy.flip(kernel, (0, 1)), (0, 1, 3, 2))
-        dx = lax.conv_general_dilated(
-            dy, flipped, (1, 1), [(kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)],
-            dimension_numbers=numbers,
-        )
-        # dkernel: x with its channels as the batch and its batch as the features, dy as the kernel.
-        dkernel = lax.conv_general_dilated(
-            jax.numpy.transpose(x, (3, 1, 2, 0)), jax.numpy.transpose(dy, (1, 2, 0, 3)), (1, 1),
-            [(top, bottom), (left, right)], dimension_numbers=numbers,
-        )
-        return dx, jax.numpy.transpose(dkernel, (1, 2, 0, 3))
+        return _canonical_gradients(jax.numpy, conv, kernel.shape)(x, kernel, dy)
 
-    conv.defvjp(conv_forward, conv_backward)
-    return conv
+    canonical.defvjp(forward, backward)
+    return canonical
+
+
+def _tensorflow_canonical_conv():
+    import tensorflow as tf
+
+    def conv(x, kernel, padding):
+        x = tf.pad(x, [[0, 0], list(padding[0]), list(padding[1]), [0, 0]])
+        return tf.nn.conv2d(x, kernel, 1, "VALID")
+
+    class _NumPy:  # the few NumPy functions the gradients use, in TensorFlow
+        einsum, transpose = staticmethod(tf.einsum), staticmethod(tf.transpose)
+
+        @staticmethod
+        def flip(t, axes):
+            return tf.reverse(t, list(axes))
+
+    @tf.custom_gradient
+    def canonical(x, kernel):
+        def gradients(dy):
+            return _canonical_gradients(_NumPy, conv, kernel.shape)(x, kernel, dy)
+
+        return conv(x, kernel, _gradient_paddings(kernel.shape)[0]), gradients
+
+    return canonical
+
+
+def _xla_cpu_compiles_this():
+    """Whether the function being traced is compiled by XLA for the CPU (decided at trace time)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "cpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util  # TensorFlow's own test of an XLA context
+
+        in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+        return bool(in_xla) and not tf.config.list_logical_devices("GPU")
+    return False
 
 
 def _loop_convolution(layer, conv):
-    """``layer.convolution_op`` for a looped stage's template unit: ``conv`` on JAX's CPU platform, the
-    layer's own elsewhere (decided when the step is traced)."""
+    """``layer.convolution_op`` for a looped stage's template unit: ``conv`` where XLA compiles for the
+    CPU, the layer's own elsewhere."""
     default = layer.convolution_op
 
     def convolution_op(inputs, kernel):
-        if not _jax_cpu():
+        if not _xla_cpu_compiles_this():
             return default(inputs, kernel)
         # A Keras variable (its value read under the layer's autocast scope) becomes an array here.
         return conv(keras.ops.convert_to_tensor(inputs), keras.ops.convert_to_tensor(kernel))
@@ -151,12 +191,15 @@ def _loop_convolution(layer, conv):
     return convolution_op
 
 
+_CANONICAL_CONV = {"jax": _jax_canonical_conv, "tensorflow": _tensorflow_canonical_conv}
+
+
 def _use_loop_convolutions(template):
     """Gives the stride-1 ``'same'`` convolutions of ``template`` gradients that XLA:CPU runs fast in a
     loop body (see above); other convolutions keep the backend's."""
-    if keras.backend.backend() != "jax":
+    if keras.backend.backend() not in _CANONICAL_CONV:
         return
-    conv = _canonical_conv()
+    conv = _CANONICAL_CONV[keras.backend.backend()]()
     for layer in template._flatten_layers(include_self=False, recursive=True):
         if (
             isinstance(layer, keras.layers.Conv2D)
