@@ -370,6 +370,11 @@ def test_looped_gradients_compile_to_convolutions_xla_cpu_runs_fast():
 
         if jax.default_backend() != "cpu":
             pytest.skip("the canonical-convolution gradient is used on XLA:CPU")
+    else:
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("GPU"):
+            pytest.skip("the canonical-convolution gradient is used on XLA:CPU")
     import re
 
     model = models.build_resnet(29, form="bottleneck", units_per_stage=(1, 1, 3), input_shape=(16, 16, 3), classes=5,
