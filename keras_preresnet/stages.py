@@ -89,30 +89,25 @@ def _same_padding(size):
     return low, size - 1 - low
 
 
-def _gradient_paddings(kernel_shape):
-    """The forward, input-gradient and weight-gradient paddings of a stride-1 ``'same'`` convolution."""
+def _paddings(kernel_shape):
+    """The ``[(top, bottom), (left, right)]`` paddings of a stride-1 ``'same'`` convolution (also those
+    of its weight gradient) and of its input gradient."""
     (kh, kw), rows, cols = kernel_shape[:2], _same_padding(kernel_shape[0]), _same_padding(kernel_shape[1])
-    forward = [rows, cols]
-    input_gradient = [(kh - 1 - rows[0], kh - 1 - rows[1]), (kw - 1 - cols[0], kw - 1 - cols[1])]
-    return forward, input_gradient, forward
+    return [rows, cols], [(kh - 1 - rows[0], kh - 1 - rows[1]), (kw - 1 - cols[0], kw - 1 - cols[1])]
 
 
-def _canonical_gradients(np_, conv, kernel_shape):
-    """``(x, kernel, dy) -> (dx, dkernel)`` for a stride-1 ``'same'`` NHWC convolution, in canonical
-    convolutions only; ``np_`` is the backend's NumPy and ``conv(x, kernel, padding)`` its NHWC/HWIO
-    convolution with explicit ``[(top, bottom), (left, right)]`` padding."""
-    _, input_padding, kernel_padding = _gradient_paddings(kernel_shape)
-
-    def gradients(x, kernel, dy):
-        if tuple(kernel_shape[:2]) == (1, 1):  # matrix products
-            return np_.einsum("bhwo,io->bhwi", dy, kernel[0, 0]), np_.einsum("bhwi,bhwo->io", x, dy)[None, None]
-        # dx: the flipped kernel with in and out swapped, slid over dy.
-        dx = conv(dy, np_.transpose(np_.flip(kernel, (0, 1)), (0, 1, 3, 2)), input_padding)
-        # dkernel: x with its channels as the batch and its batch as the features, dy as the kernel.
-        dkernel = conv(np_.transpose(x, (3, 1, 2, 0)), np_.transpose(dy, (1, 2, 0, 3)), kernel_padding)
-        return dx, np_.transpose(dkernel, (1, 2, 0, 3))
-
-    return gradients
+def _canonical_gradients(conv, x, kernel, dy):
+    """``(dx, dkernel)`` of a stride-1 ``'same'`` NHWC convolution in canonical convolutions only;
+    ``conv(x, kernel, padding)`` is the backend's NHWC/HWIO convolution with explicit padding."""
+    ops = keras.ops
+    if tuple(kernel.shape[:2]) == (1, 1):  # matrix products
+        return ops.einsum("bhwo,io->bhwi", dy, kernel[0, 0]), ops.einsum("bhwi,bhwo->io", x, dy)[None, None]
+    padding, input_padding = _paddings(kernel.shape)
+    # dx: the flipped kernel with in and out swapped, slid over dy.
+    dx = conv(dy, ops.transpose(ops.flip(kernel, (0, 1)), (0, 1, 3, 2)), input_padding)
+    # dkernel: x with its channels as the batch and its batch as the features, dy as the kernel.
+    dkernel = conv(ops.transpose(x, (3, 1, 2, 0)), ops.transpose(dy, (1, 2, 0, 3)), padding)
+    return dx, ops.transpose(dkernel, (1, 2, 0, 3))
 
 
 def _jax_canonical_conv():
@@ -124,14 +119,13 @@ def _jax_canonical_conv():
 
     @jax.custom_vjp
     def canonical(x, kernel):
-        return conv(x, kernel, _gradient_paddings(kernel.shape)[0])
+        return conv(x, kernel, _paddings(kernel.shape)[0])
 
     def forward(x, kernel):
         return canonical(x, kernel), (x, kernel)
 
     def backward(residuals, dy):
-        x, kernel = residuals
-        return _canonical_gradients(jax.numpy, conv, kernel.shape)(x, kernel, dy)
+        return _canonical_gradients(conv, *residuals, dy)
 
     canonical.defvjp(forward, backward)
     return canonical
@@ -144,19 +138,9 @@ def _tensorflow_canonical_conv():
         x = tf.pad(x, [[0, 0], list(padding[0]), list(padding[1]), [0, 0]])
         return tf.nn.conv2d(x, kernel, 1, "VALID")
 
-    class _NumPy:  # the few NumPy functions the gradients use, in TensorFlow
-        einsum, transpose = staticmethod(tf.einsum), staticmethod(tf.transpose)
-
-        @staticmethod
-        def flip(t, axes):
-            return tf.reverse(t, list(axes))
-
     @tf.custom_gradient
     def canonical(x, kernel):
-        def gradients(dy):
-            return _canonical_gradients(_NumPy, conv, kernel.shape)(x, kernel, dy)
-
-        return conv(x, kernel, _gradient_paddings(kernel.shape)[0]), gradients
+        return conv(x, kernel, _paddings(kernel.shape)[0]), lambda dy: _canonical_gradients(conv, x, kernel, dy)
 
     return canonical
 
