@@ -37,6 +37,24 @@ def test_help_lists_the_configs():
     assert "[python -m train.table --table=resnet_table6,identity_table1,identity_table2,identity_table3]" in line
 
 
+def test_command_lines_refuse_missing_flags_and_stray_arguments_but_list_without_them(tmp_path):
+    from absl import app
+
+    from train import cli
+
+    given = type("Flags", (), dict(config="cifar10_resnet110", data_dir="", model_dir=None))()
+    with pytest.raises(app.UsageError, match=r"Unexpected arguments: extra words"):
+        cli.check_arguments(["train", "extra", "words"], given, ())
+    with pytest.raises(app.UsageError, match=r"--data_dir is required"):
+        cli.check_arguments(["train"], given, ("config", "data_dir", "model_dir"))
+    cli.check_arguments(["train"], given, ("config",))
+    # Each command line: a listing needs no other flag; without it the first missing flag is named.
+    listed = _train("--list_tables", module="train.table")
+    assert listed.returncode == 0 and "resnet_table6" in listed.stdout, listed.stderr[-2000:]
+    missing = _train("--config=cifar10_resnet110", f"--data_dir={tmp_path}", module="train.evaluate")
+    assert missing.returncode != 0 and "--weights is required" in missing.stderr
+
+
 def test_user_errors_exit_with_a_clear_message(tmp_path, cifar_dir):
     unknown = _train("--config=cifar10_resnet111", f"--data_dir={cifar_dir}", f"--model_dir={tmp_path}")
     assert unknown.returncode != 0 and "Unknown config 'cifar10_resnet111'" in unknown.stderr

@@ -13,7 +13,7 @@ import sys
 import keras_preresnet  # noqa: F401,E402 (first: loads TensorFlow without its start-up lines)
 from absl import app, flags, logging  # noqa: E402
 
-from train import configs, data, distribute, trainer  # noqa: E402
+from train import cli, configs, data, distribute, trainer  # noqa: E402
 from train import options as training_options  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -99,14 +99,10 @@ def settings_from_flags():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.check_arguments(argv, FLAGS, () if FLAGS.list_configs else ("config", "data_dir", "model_dir"))
     if FLAGS.list_configs:
         print(configs_table())
         return 0
-    for name in ("config", "data_dir", "model_dir"):
-        if not getattr(FLAGS, name):
-            raise app.UsageError(f"--{name} is required.")
     try:
         config = configs.get_config(FLAGS.config)
     except ValueError as error:

@@ -17,7 +17,7 @@ from absl import app, flags
 
 from keras_preresnet import files
 from keras_preresnet.datasets import DATASETS
-from train import confusion, configs, data, distribute, network
+from train import cli, confusion, configs, data, distribute, network
 
 
 def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=None, resize=None, split="test",
@@ -126,11 +126,7 @@ def _define_flags():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    for name in ("config", "weights", "data_dir"):
-        if not getattr(FLAGS, name):
-            raise app.UsageError(f"--{name} is required.")
+    cli.check_arguments(argv, FLAGS, ("config", "weights", "data_dir"))
     try:
         config = configs.get_config(FLAGS.config)
         result = evaluate_weights(

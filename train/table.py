@@ -23,7 +23,7 @@ import keras  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from keras_preresnet import files, runs  # noqa: E402
-from train import configs, data, distribute, evaluate, plotting, reporting, trainer  # noqa: E402
+from train import cli, configs, data, distribute, evaluate, plotting, reporting, trainer  # noqa: E402
 
 TABLE_JSON = "table.json"
 TEN_CROP_JSON = "ten_crop.json"
@@ -219,14 +219,10 @@ def tables_listing():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.check_arguments(argv, FLAGS, () if FLAGS.list_tables else ("table", "data_dir", "output_dir"))
     if FLAGS.list_tables:
         print(tables_listing())
         return 0
-    for name in ("table", "data_dir", "output_dir"):
-        if not getattr(FLAGS, name):
-            raise app.UsageError(f"--{name} is required.")
     logging.set_verbosity(logging.WARNING)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = trainer.Settings(
