@@ -20,7 +20,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["keras_preresnet", "keras_preresnet.*", "train", "train.*", "export", "export.*"]),
+    packages=find_packages(include=["keras_preresnet", "keras_preresnet.*"]),
     package_data={"keras_preresnet": ["data/*"]},
     # Keras up to the next minor release: looped stages translate weight files through Keras' file
     # layout (keras.src.saving.saving_lib), which a minor release may change; widen after the tests pass.
@@ -29,8 +29,8 @@ setup(
     entry_points={
         "console_scripts": [
             "keras-preresnet-predict=keras_preresnet.predict:run",
-            "keras-preresnet-train=train.__main__:run",
-            "keras-preresnet-export=export.__main__:run",
+            "keras-preresnet-train=keras_preresnet.train.__main__:run",
+            "keras-preresnet-export=keras_preresnet.export.__main__:run",
         ],
     },
     license="MIT",

@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-import export  # noqa: E402
+from keras_preresnet import export  # noqa: E402
 import keras_preresnet  # noqa: E402
-from export import images, onnx, saved_model, tflite  # noqa: E402
+from keras_preresnet.export import images, onnx, saved_model, tflite  # noqa: E402
 from keras_preresnet.datasets import load_cifar  # noqa: E402
 
 import export_testing  # noqa: E402

@@ -4,7 +4,7 @@ and reports test accuracy, wall time and training images/s.
   python bench/train_cifar.py                      # pre-act ResNet-20, 10 epochs, batch 128
   python bench/train_cifar.py --depth=164 --epochs=2
 
-The run uses `python -m train` exactly as a user would (config cifar10_preact_resnet110 with --depth,
+The run uses `python -m keras_preresnet.train` exactly as a user would (config cifar10_preact_resnet110 with --depth,
 the public code's schedule compressed to --epochs, no LR scaling) and writes its figures to
 bench/results/train_cifar_preact<depth>.json, with the run's metrics.csv and curves.png beside it.
 """
@@ -30,13 +30,13 @@ def main():
     parser.add_argument("--depth", type=int, default=20, help="pre-act ResNet depth, 6n+2 (basic) or 9n+2")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--extra", nargs="*", default=[], help="more flags for python -m train")
+    parser.add_argument("--extra", nargs="*", default=[], help="more flags for python -m keras_preresnet.train")
     parser.add_argument("--results", default=os.path.join(REPO, "bench", "results"))
     args = parser.parse_args()
 
     model_dir = tempfile.mkdtemp(prefix="bench_train_cifar_")
     config = "cifar10_preact_resnet164" if args.depth >= 164 and (args.depth - 2) % 9 == 0 else "cifar10_preact_resnet110"
-    command = [sys.executable, "-m", "train", f"--config={config}", f"--depth={args.depth}",
+    command = [sys.executable, "-m", "keras_preresnet.train", f"--config={config}", f"--depth={args.depth}",
                f"--data_dir={args.data_dir}", f"--model_dir={model_dir}", f"--epochs={args.epochs}",
                f"--batch_size={args.batch_size}", "--recipe=cifar_public_code", "--lr_scaling=none",
                "--noprogress", *args.extra]
@@ -60,7 +60,7 @@ def main():
         "train_seconds": round(summary["train_seconds"], 1),
         "train_images_per_second": round(summary["images_per_second"], 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
-        "command": " ".join(["python", "-m", "train"] + command[3:]),
+        "command": " ".join(["python", "-m", "keras_preresnet.train"] + command[3:]),
     }
     os.makedirs(args.results, exist_ok=True)
     stem = os.path.join(args.results, f"train_cifar_preact{args.depth}")

@@ -3,7 +3,7 @@
 TensorFlow 2.21 writes lines such as ``oneDNN custom operations are on ...`` and ``WARNING: All log
 messages before absl::InitializeLog() is called are written to STDERR`` from C++ while it loads, before
 ``TF_CPP_MIN_LOG_LEVEL`` takes effect. The package's command lines (``python -m keras_preresnet.predict``,
-``keras_preresnet.convert``, ``train``, ``export`` and their console scripts) load TensorFlow with file
+``keras_preresnet.convert``, ``keras_preresnet.train``, ``keras_preresnet.export`` and their console scripts) load TensorFlow with file
 descriptor 2 sent to a temporary file and pass on every line that is not known start-up noise.
 
 The level: ``--verbosity`` on the command line (absl's scale: ``-3`` fatal ... ``0`` info, ``1`` debug,
@@ -22,7 +22,8 @@ import tempfile
 
 LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
 # The modules (``python -m``) and console scripts that are this package's command lines.
-COMMAND_MODULES = ("keras_preresnet.predict", "keras_preresnet.convert", "train", "train.evaluate", "export")
+COMMAND_MODULES = ("keras_preresnet.predict", "keras_preresnet.convert", "keras_preresnet.train",
+                   "keras_preresnet.train.evaluate", "keras_preresnet.train.table", "keras_preresnet.export")
 COMMAND_SCRIPTS = ("keras-preresnet-predict", "keras-preresnet-train", "keras-preresnet-export")
 # Lines TensorFlow and its libraries write while loading; nothing a user of the command lines acts on.
 STARTUP_NOISE = (

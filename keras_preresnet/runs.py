@@ -1,8 +1,8 @@
 """A training run's folder as a model: ``run.json`` says how to rebuild the network, its class names and
 its preprocessing; ``best.weights.h5`` (else ``last.weights.h5``) holds the weights.
 
-``python -m train`` writes the folder; ``python -m keras_preresnet.predict --model=RUN`` and
-``python -m export --model=RUN`` read it, so neither needs the classes or the preprocessing again.
+``python -m keras_preresnet.train`` writes the folder; ``python -m keras_preresnet.predict --model=RUN`` and
+``python -m keras_preresnet.export --model=RUN`` read it, so neither needs the classes or the preprocessing again.
 """
 
 import os
@@ -36,7 +36,7 @@ def read_run(model_dir):
         raise FileNotFoundError(f"{model_dir!r} is not a training run: it has no {RUN_JSON}.")
     return runtimes.read_json_record(
         path, ("network", "class_names", "preprocessing"),
-        "The run was started by an older trainer: resume it once with the same `python -m train` command "
+        "The run was started by an older trainer: resume it once with the same `python -m keras_preresnet.train` command "
         "(it rewrites run.json), or build the model by name with --weights.",
     )
 

@@ -42,7 +42,7 @@ def read_json_record(path, required, advice):
 
 def read_record(path):
     """The serving record at ``path``; a clear error where it is missing or incomplete."""
-    advice = "Export the model again with `python -m export` (which writes it)."
+    advice = "Export the model again with `python -m keras_preresnet.export` (which writes it)."
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{path!r} not found: it holds the labels and preprocessing of an exported model. {advice}"
@@ -128,7 +128,7 @@ class SavedModelClassifier:
         if PREPROCESSED_SIGNATURE not in loaded.signatures:
             raise ValueError(
                 f"The SavedModel {path!r} has no {PREPROCESSED_SIGNATURE!r} signature (it has "
-                f"{sorted(loaded.signatures)}); export it with `python -m export`."
+                f"{sorted(loaded.signatures)}); export it with `python -m keras_preresnet.export`."
             )
         self._loaded = loaded  # keeps the variables alive
         self._signature = loaded.signatures[PREPROCESSED_SIGNATURE]

@@ -10,7 +10,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_preresnet  # noqa: E402
 import model_testing  # noqa: E402
-from export import servable as servable_lib  # noqa: E402
+from keras_preresnet.export import servable as servable_lib  # noqa: E402
 from keras_preresnet.datasets import CIFAR10_CLASSES, load_cifar  # noqa: E402
 
 

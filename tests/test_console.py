@@ -44,7 +44,7 @@ def test_bad_verbosity_is_a_clear_error():
 @pytest.mark.parametrize("argv, orig_argv, expected", [
     (["/usr/bin/keras-preresnet-predict"], ["python", "/usr/bin/keras-preresnet-predict"], True),
     (["-m"], ["python", "-m", "keras_preresnet.predict", "x.jpg"], True),
-    (["-m"], ["python", "-m", "train", "--config=x"], True),
+    (["-m"], ["python", "-m", "keras_preresnet.train", "--config=x"], True),
     (["-m"], ["python", "-m", "keras_preresnet.demo"], False),
     (["pytest"], ["python", "-m", "pytest", "tests"], False),
     (["script.py"], ["python", "script.py"], False),

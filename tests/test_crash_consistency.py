@@ -82,7 +82,7 @@ STEPS_PER_EPOCH, EPOCHS = 2, 2
 
 
 def train_command(cifar_dir, model_dir, extra=()):
-    return [sys.executable, "-m", "train", "--config=cifar10_preact_resnet110", "--depth=8",
+    return [sys.executable, "-m", "keras_preresnet.train", "--config=cifar10_preact_resnet110", "--depth=8",
             "--recipe=cifar_public_code", "--lr_scaling=none", f"--data_dir={cifar_dir}", f"--model_dir={model_dir}",
             f"--epochs={EPOCHS}", "--batch_size=32", f"--train_examples={32 * STEPS_PER_EPOCH}", "--eval_examples=32",
             "--deterministic", "--noprogress", *extra]
@@ -201,7 +201,7 @@ def export_sweep(tmp_path, parity_images, formats):
     def make_case(n):
         case = tmp_path / f"case{n}"
         (case / "tmp").mkdir(parents=True)
-        command = [sys.executable, "-m", "export", "--model=ResNet20", f"--parity_data={parity_images}",
+        command = [sys.executable, "-m", "keras_preresnet.export", "--model=ResNet20", f"--parity_data={parity_images}",
                    "--parity_images=2", f"--formats={formats}", f"--out={case / 'out'}"]
         return command, _env(TMPDIR=str(case / "tmp")), str(case / "out")
 

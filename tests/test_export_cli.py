@@ -1,4 +1,4 @@
-"""End to end: ``python -m export`` as a user runs it."""
+"""End to end: ``python -m keras_preresnet.export`` as a user runs it."""
 
 import json
 import os
@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_cli(*args, timeout=600):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "export", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "keras_preresnet.export", *args], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=timeout)
 
 
@@ -104,8 +104,8 @@ def test_calibration_folder_without_images(tmp_path):
 
 @pytest.mark.slow
 def test_preact_resnet200_exports_to_every_format_with_parity(cifar_dir, tmp_path):
-    from export import images as images_lib
-    from export import servable as servable_lib
+    from keras_preresnet.export import images as images_lib
+    from keras_preresnet.export import servable as servable_lib
 
     images = tmp_path / "images"
     files = export_testing.write_cifar_images(cifar_dir, images, count=4)

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-import export
+from keras_preresnet import export
 import export_testing
 import keras_preresnet
 import model_testing
-from export import exporter, parity, tflite, versions
+from keras_preresnet.export import exporter, parity, tflite, versions
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_next_export_removes_the_staging_folders_of_killed_exports_only(servable
     base = tmp_path / "tiny"
     # An export process that dies without cleaning up (as under SIGKILL) leaves its staging folder.
     dead = subprocess.run(
-        [sys.executable, "-c", "import os, sys; from export import versions; "
+        [sys.executable, "-c", "import os, sys; from keras_preresnet.export import versions; "
          "print(versions.StagedVersion(sys.argv[1], 1).path); os._exit(0)", str(base)],
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True, text=True, check=True,
     ).stdout.strip()

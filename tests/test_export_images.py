@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import export_testing
-from export import images
+from keras_preresnet.export import images
 
 
 def test_lists_jpeg_and_png_files_sorted_and_limited(tmp_path, cifar_dir):

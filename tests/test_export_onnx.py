@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import export_testing
-from export import images, onnx, parity, saved_model
+from keras_preresnet.export import images, onnx, parity, saved_model
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from export import parity
+from keras_preresnet.export import parity
 
 
 def _probabilities(seed, n=6, classes=4):

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import export_testing
 import keras_preresnet
-from export import images, parity, saved_model, servable as servable_lib
+from keras_preresnet.export import images, parity, saved_model, servable as servable_lib
 from keras_preresnet import preprocessing
 
 

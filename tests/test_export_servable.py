@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import export_testing
 import keras_preresnet
-from export import servable as servable_lib
+from keras_preresnet.export import servable as servable_lib
 from keras_preresnet import defaults, preprocessing
 from keras_preresnet.datasets import CIFAR10_CLASSES, load_cifar
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import export_testing
-from export import images, parity, saved_model, tflite
+from keras_preresnet.export import images, parity, saved_model, tflite
 
 
 @pytest.fixture(scope="module")

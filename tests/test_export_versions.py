@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from export import versions
+from keras_preresnet.export import versions
 
 
 def test_next_version_is_one_above_the_highest_under_any_base(tmp_path):

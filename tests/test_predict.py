@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import export
+from keras_preresnet import export
 import export_testing
 import keras_preresnet as kp
 from keras_preresnet import datasets, predict, preprocessing, runtimes

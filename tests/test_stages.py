@@ -457,9 +457,9 @@ def test_torch7_checkpoint_converts_into_a_looped_model(tmp_path):
 def test_a_looped_model_exports_to_every_format_with_parity(cifar_dir, tmp_path):
     if BACKEND != "tensorflow":
         pytest.skip("the exporters run on TensorFlow")
-    import export
+    from keras_preresnet import export
     import export_testing
-    from export import servable as servable_lib
+    from keras_preresnet.export import servable as servable_lib
     from keras_preresnet.datasets import CIFAR10_CLASSES
 
     model = models.build_resnet(20, units_per_stage=(1, 1, 3), scan_units=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from train import augment
+from keras_preresnet.train import augment
 
 BATCH = 16
 

@@ -1,4 +1,4 @@
-"""End to end: `python -m train` and `python -m train.evaluate` as a user runs them."""
+"""End to end: `python -m keras_preresnet.train` and `python -m keras_preresnet.train.evaluate` as a user runs them."""
 
 import csv
 import json
@@ -22,7 +22,7 @@ def _env():
     return env
 
 
-def _train(*args, module="train", timeout=300):
+def _train(*args, module="keras_preresnet.train", timeout=300):
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=_env(), capture_output=True,
                           text=True, timeout=timeout)
 
@@ -34,13 +34,13 @@ def test_help_lists_the_configs():
         assert name in result.stdout
     # Each config names the tables it is a row of.
     line = next(line for line in result.stdout.splitlines() if line.strip().startswith("cifar10_resnet110 "))
-    assert "[python -m train.table --table=resnet_table6,identity_table1,identity_table2,identity_table3]" in line
+    assert "[python -m keras_preresnet.train.table --table=resnet_table6,identity_table1,identity_table2,identity_table3]" in line
 
 
 def test_command_lines_refuse_missing_flags_and_stray_arguments_but_list_without_them(tmp_path):
     from absl import app
 
-    from train import cli
+    from keras_preresnet.train import cli
 
     given = type("Flags", (), dict(config="cifar10_resnet110", data_dir="", model_dir=None))()
     with pytest.raises(app.UsageError, match=r"Unexpected arguments: extra words"):
@@ -49,9 +49,9 @@ def test_command_lines_refuse_missing_flags_and_stray_arguments_but_list_without
         cli.check_arguments(["train"], given, ("config", "data_dir", "model_dir"))
     cli.check_arguments(["train"], given, ("config",))
     # Each command line: a listing needs no other flag; without it the first missing flag is named.
-    listed = _train("--list_tables", module="train.table")
+    listed = _train("--list_tables", module="keras_preresnet.train.table")
     assert listed.returncode == 0 and "resnet_table6" in listed.stdout, listed.stderr[-2000:]
-    missing = _train("--config=cifar10_resnet110", f"--data_dir={tmp_path}", module="train.evaluate")
+    missing = _train("--config=cifar10_resnet110", f"--data_dir={tmp_path}", module="keras_preresnet.train.evaluate")
     assert missing.returncode != 0 and "--weights is required" in missing.stderr
 
 
@@ -123,7 +123,7 @@ def test_deterministic_run_sigkilled_twice_resumes_bit_identical_to_the_uninterr
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     model_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "train", *DETERMINISTIC_RUN, f"--data_dir={cifar_dir}", f"--model_dir={model_dir}"]
+    command = [sys.executable, "-m", "keras_preresnet.train", *DETERMINISTIC_RUN, f"--data_dir={cifar_dir}", f"--model_dir={model_dir}"]
     # First kill right after a mid-epoch checkpoint, the second at a moment drawn at random after the next one.
     _run_until(command, lambda: any(step % steps_per_epoch for step in _checkpoint_steps(model_dir)))
     killed_at = max(_checkpoint_steps(model_dir))
@@ -145,7 +145,7 @@ def test_deterministic_run_sigkilled_twice_resumes_bit_identical_to_the_uninterr
 
     evaluated = _train("--config=cifar10_preact_resnet110", "--depth=8", f"--weights={model_dir / 'last.weights.h5'}",
                        f"--data_dir={cifar_dir}", "--examples=100", f"--output={tmp_path / 'eval.json'}",
-                       f"--confusion_png={tmp_path / 'confusion.png'}", module="train.evaluate")
+                       f"--confusion_png={tmp_path / 'confusion.png'}", module="keras_preresnet.train.evaluate")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["images"] == 100
@@ -163,7 +163,7 @@ def test_deterministic_run_killed_at_random_moments_ends_bit_identical(tmp_path,
     run = [*DETERMINISTIC_RUN, f"--data_dir={cifar_dir}"]
     reference = _train(*run, f"--model_dir={tmp_path / 'reference'}")
     assert reference.returncode == 0, reference.stderr[-3000:]
-    command = [sys.executable, "-m", "train", *run, f"--model_dir={tmp_path / 'run'}"]
+    command = [sys.executable, "-m", "keras_preresnet.train", *run, f"--model_dir={tmp_path / 'run'}"]
     rng = random.Random(5)
     for _ in range(5):
         _run_until(command, lambda: True, rng.uniform(3, 25))
@@ -187,13 +187,13 @@ def test_two_deterministic_runs_with_one_seed_are_bit_identical_and_another_seed
 
 def test_evaluate_refuses_missing_weights(tmp_path, cifar_dir):
     result = _train("--config=cifar10_preact_resnet110", f"--weights={tmp_path / 'none.weights.h5'}",
-                    f"--data_dir={cifar_dir}", module="train.evaluate")
+                    f"--data_dir={cifar_dir}", module="keras_preresnet.train.evaluate")
     assert result.returncode == 1 and "`weights` must be None, 'imagenet' or the path" in result.stderr
 
 
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, cifar_dir):
     model_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "train", *SMALL, f"--data_dir={cifar_dir}", f"--model_dir={model_dir}",
+    command = [sys.executable, "-m", "keras_preresnet.train", *SMALL, f"--data_dir={cifar_dir}", f"--model_dir={model_dir}",
                "--epochs=50", "--batch_size=32", "--train_examples=256", "--eval_examples=64", "--noprogress",
                "--checkpoint_steps=3"]
     process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

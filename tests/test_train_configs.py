@@ -3,7 +3,7 @@
 import pytest
 
 import keras_preresnet
-from train import configs
+from keras_preresnet.train import configs
 
 
 def test_main_comparisons_exist_for_both_datasets():
@@ -98,7 +98,7 @@ def test_resnet_paper_table6_configs():
 
 
 def test_resnet_paper_imagenet_configs_are_plain_and_options_a_b_c():
-    from train import network
+    from keras_preresnet.train import network
 
     params = {}
     for name in ("imagenet_plain34", "imagenet_resnet34_A", "imagenet_resnet34_B", "imagenet_resnet34_C"):

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from train import confusion, plotting
+from keras_preresnet.train import confusion, plotting
 
 # Rows: true class, columns: prediction. Class "c" is never predicted; class "b" has no test images.
 MATRIX = np.array([[3, 1, 0],

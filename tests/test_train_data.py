@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras_preresnet import defaults
 from keras_preresnet.datasets import load_cifar
 from keras_preresnet.preprocessing import preprocess_input
-from train import data
+from keras_preresnet.train import data
 
 
 class _Context:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from model_testing import weights_file_arrays
-from train import distribute
+from keras_preresnet.train import distribute
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--config=cifar10_preact_resnet110", "--depth=8", "--recipe=cifar_public_code", "--lr_scaling=none",
@@ -48,7 +48,7 @@ def test_multi_worker_without_tf_config_says_what_to_set(monkeypatch):
 
 MIRRORED_CHECK = textwrap.dedent("""
     import json, sys
-    from train import configs, distribute, trainer
+    from keras_preresnet.train import configs, distribute, trainer
     distribute.configure_cpu_devices(2)
     strategy = distribute.make_strategy("mirrored")
     settings = trainer.Settings(model_dir=sys.argv[1], data_dir=sys.argv[2], depth=8, epochs=1, batch_size=32,
@@ -71,8 +71,8 @@ def test_mirrored_strategy_over_two_logical_cpus_keeps_replicas_identical(tmp_pa
     assert report["summary"]["global_batch"] == 32 and report["summary"]["steps"] == 4
     assert report["spread"] == 0.0
     # The test error summed over the two replicas is that of the saved weights on one device.
-    from train import configs
-    from train.evaluate import evaluate_weights
+    from keras_preresnet.train import configs
+    from keras_preresnet.train.evaluate import evaluate_weights
 
     single = evaluate_weights(configs.get_config("cifar10_preact_resnet110"), str(tmp_path / "last.weights.h5"),
                               str(cifar_dir), depth=8, limit=64, strategy=distribute.make_strategy("one_device"))
@@ -85,7 +85,7 @@ STEP_CHECK = textwrap.dedent("""
     import json, sys
     import numpy as np, tensorflow as tf
     from keras_preresnet.datasets import load_cifar
-    from train import configs, distribute, trainer
+    from keras_preresnet.train import configs, distribute, trainer
     distribute.configure_cpu_devices(2)
     images, labels = load_cifar(sys.argv[2], "cifar10", "train")
     # Each replica gets the same 16 images, so its BatchNorm batch statistics are those of the whole
@@ -147,7 +147,7 @@ def test_multi_worker_with_two_processes_finishes_with_identical_weights(tmp_pat
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "train", *SMALL, "--strategy=multi_worker", f"--data_dir={cifar_dir}",
+            [sys.executable, "-m", "keras_preresnet.train", *SMALL, "--strategy=multi_worker", f"--data_dir={cifar_dir}",
              f"--model_dir={model_dir}"],
             cwd=REPO, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         ))

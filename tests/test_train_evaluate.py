@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from keras_preresnet.datasets import load_cifar
-from train import configs, data, distribute, network
-from train.evaluate import evaluate_weights
+from keras_preresnet.train import configs, data, distribute, network
+from keras_preresnet.train.evaluate import evaluate_weights
 
 CONFIG = configs.get_config("imagenet_preact_resnet50")
 CLASSES = 3

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_preresnet.datasets import load_cifar
-from train import configs, distribute, network, trainer
+from keras_preresnet.train import configs, distribute, network, trainer
 
 CONFIG = configs.get_config("cifar10_preact_resnet110")
 CLASSES = {1: "automobile", 6: "frog"}

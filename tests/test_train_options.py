@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 from absl import flags
 
-from train import configs, options
+from keras_preresnet.train import configs, options
 
 
 def test_every_paper_config_trains_with_every_option_off():
@@ -39,7 +39,7 @@ def test_overrides_replace_only_what_they_set():
 
 
 def test_each_option_is_a_flag_of_the_command_line():
-    from train import __main__ as cli
+    from keras_preresnet.train import __main__ as cli
 
     values = dict(label_smoothing="0.1", lr_schedule="cosine", warmup_epochs="2", ema_decay="0.999",
                   mixup_alpha="0.2", cutmix_factor="1", randaugment_ops="2", randaugment_factor="0.3",
@@ -61,7 +61,7 @@ def test_each_option_is_a_flag_of_the_command_line():
 
 
 def test_the_trainer_refuses_a_bad_option_before_writing_anything(tmp_path, cifar_dir):
-    from train import distribute, trainer
+    from keras_preresnet.train import distribute, trainer
 
     settings = trainer.Settings(model_dir=str(tmp_path / "run"), data_dir=str(cifar_dir),
                                 options={"label_smoothing": 1.5})

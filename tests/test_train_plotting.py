@@ -1,6 +1,6 @@
 """curves.png drawn like the paper's figures: training loss dashed, test error solid, twin axes."""
 
-from train import plotting
+from keras_preresnet.train import plotting
 
 ROWS = [dict(epoch=e, step=100 * e, train_loss=2.0 / e, test_error=60.0 - 5 * e) for e in range(1, 5)]
 

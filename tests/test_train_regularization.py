@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from train import configs, distribute, network, regularization, trainer
-from train.evaluate import evaluate_weights
+from keras_preresnet.train import configs, distribute, network, regularization, trainer
+from keras_preresnet.train.evaluate import evaluate_weights
 
 CONFIG = configs.get_config("cifar10_preact_resnet110")
 EVERYTHING = dict(label_smoothing=0.1, lr_schedule="cosine", warmup_epochs=1, ema_decay=0.8, mixup_alpha=0.4,
@@ -115,7 +115,7 @@ def test_the_weight_average_follows_its_recurrence_and_differs_from_the_raw_weig
     np.testing.assert_array_equal(raw[0], variables[0].numpy())  # the raw weights come back
     assert sum(not np.allclose(a, w) for a, w in zip(average, raw)) > len(raw) // 2
     # One more step: a <- d a + (1 - d) w with the new weights w.
-    from train import data
+    from keras_preresnet.train import data
 
     iterator = run._distributed(data.train_dataset_fn(run.train_source, run.train_transform, run.global_batch,
                                                       1, 7, 0, 0, run.batch_transform))

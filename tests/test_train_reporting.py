@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from train import reporting
+from keras_preresnet.train import reporting
 
 ROW = dict(epoch=1, step=390, learning_rate=0.1, train_loss=1.5, train_error=55.0, test_loss=1.3,
            test_error=48.25, test_top5_error=9.5, epoch_seconds=12.0, images_per_second=4160.0)

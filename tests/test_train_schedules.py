@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from train import configs, options, schedules
+from keras_preresnet.train import configs, options, schedules
 
 RECIPE = configs.RECIPES["cifar_public_code"]
 

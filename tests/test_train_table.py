@@ -1,4 +1,4 @@
-"""`python -m train.table`: a paper's table run config by config, resumed, reported like the paper."""
+"""`python -m keras_preresnet.train.table`: a paper's table run config by config, resumed, reported like the paper."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 import pytest
 from matplotlib.colors import to_hex
 
-from train import configs, plotting, table
+from keras_preresnet.train import configs, plotting, table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,7 +40,7 @@ def test_markdown_sets_measured_errors_beside_the_published_ones():
     text = table.markdown(paper_table, results, {"table": "identity_table2", "epochs": 2, "steps": None,
                                                  "validation": True, "depth": None})
     lines = text.splitlines()
-    assert "`python -m train.table --table=identity_table2 --epochs=2 --validation`" in lines
+    assert "`python -m keras_preresnet.train.table --table=identity_table2 --epochs=2 --validation`" in lines
     assert "| ResNet-110: original (Fig. 4a) | `cifar10_resnet110` | 61.25 | 58.50 | 6.61 |" in lines
     assert "| ResNet-164: full pre-activation (Fig. 4e) | `cifar10_preact_resnet164` | 70.00 | 66.00 | 5.46 |" in lines
     assert "| ResNet-110: BN after addition (Fig. 4b) | `cifar10_resnet110_bn_after_addition` | not run | not run | 8.17 |" \
@@ -90,7 +90,7 @@ def test_a_run_is_finished_only_at_the_end_of_its_schedule(tmp_path):
 
 
 def _settings(tmp_path, **kwargs):
-    from train import trainer
+    from keras_preresnet.train import trainer
 
     return trainer.Settings(model_dir=None, data_dir=str(tmp_path), **kwargs)
 
@@ -112,7 +112,7 @@ def test_a_folder_holds_one_table_at_one_budget(tmp_path):
 
 def _table(*args):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "train.table", *args], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "keras_preresnet.train.table", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
 
 

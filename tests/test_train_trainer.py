@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from train import configs, distribute, network, schedules, trainer
+from keras_preresnet.train import configs, distribute, network, schedules, trainer
 
 CONFIG = configs.get_config("cifar10_preact_resnet110")
 
@@ -77,7 +77,7 @@ def test_run_learns_on_real_cifar_images(finished_run):
 
 
 def test_saved_weights_reproduce_the_reported_test_error(finished_run, cifar_dir):
-    from train.evaluate import evaluate_weights
+    from keras_preresnet.train.evaluate import evaluate_weights
 
     model_dir, summary = finished_run
     result = evaluate_weights(CONFIG, str(model_dir / "last.weights.h5"), str(cifar_dir), depth=8, limit=500,
@@ -238,7 +238,7 @@ def test_bad_settings_are_refused_up_front(tmp_path, cifar_dir):
 
 def test_corrupt_image_stops_with_a_data_error(tmp_path, cifar_dir):
     from keras_preresnet.datasets import load_cifar
-    from train import data
+    from keras_preresnet.train import data
 
     images, labels = load_cifar(cifar_dir, "cifar10", "test")
     for split, count in (("train", 8), ("test", 4)):
@@ -262,7 +262,7 @@ def test_optimizer_learning_rate_follows_the_resolved_schedule():
 
 
 def test_run_json_lets_predict_and_export_use_the_run_without_flags(finished_run, cifar_dir, tmp_path, capsys):
-    import export
+    from keras_preresnet import export
     import export_testing
     from keras_preresnet import predict, preprocessing, runs
     from keras_preresnet.datasets import CIFAR10_CLASSES

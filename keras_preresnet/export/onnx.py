@@ -4,7 +4,7 @@ The ONNX graph keeps TensorFlow's NHWC layout: input ``inputs`` float32 ``[batch
 (preprocessed), output ``probabilities`` float32 ``[batch, classes]``.
 """
 
-from export import parity
+from keras_preresnet.export import parity
 from keras_preresnet.runtimes import OnnxModel, require_extra
 
 FILENAME = "model.onnx"

@@ -30,9 +30,9 @@ import tensorflow as tf
 
 from keras_preresnet import files, runs
 from keras_preresnet.datasets import DATASETS
-from train import augment, configs, data, distribute, network, regularization, reporting, schedules
-from train import options as training_options
-from train.evaluate import evaluate, make_eval_step
+from keras_preresnet.train import augment, configs, data, distribute, network, regularization, reporting, schedules
+from keras_preresnet.train import options as training_options
+from keras_preresnet.train.evaluate import evaluate, make_eval_step
 
 CHECKPOINT_DIR = "checkpoints"
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -472,7 +472,7 @@ class Trainer:
         for writer in writers:
             writer.flush()
         try:
-            from train import plotting
+            from keras_preresnet.train import plotting
 
             depth = f" (depth {self.settings.depth})" if self.settings.depth else ""
             plotting.write_curves(self.work_dir, rows, title=self.config.name + depth)

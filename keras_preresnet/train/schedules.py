@@ -10,7 +10,7 @@ import math
 
 import keras
 
-from train import configs
+from keras_preresnet.train import configs
 
 
 class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):

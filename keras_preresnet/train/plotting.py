@@ -5,7 +5,7 @@ import io
 import os
 
 from keras_preresnet import files
-from train.reporting import CURVES_PNG
+from keras_preresnet.train.reporting import CURVES_PNG
 
 
 def draw_curves(rows, title=""):

@@ -1,11 +1,11 @@
 """Exporters: SavedModel for TF Serving, TFLite (float and quantised) and ONNX, checked against Keras.
 
-    import export
+    from keras_preresnet import export
     servable = export.build("PreActResNet200", weights="imagenet")
     result = export.export_model(servable, "models", formats=("saved_model", "tflite", "onnx"),
                                  quantize=("float16", "dynamic", "int8"), calibration_data="images/")
 
-The command line ``python -m export`` does the same. Exports need Keras' TensorFlow backend.
+The command line ``python -m keras_preresnet.export`` does the same. Exports need Keras' TensorFlow backend.
 """
 
 import os
@@ -21,10 +21,10 @@ if keras.backend.backend() != "tensorflow":
         "Set KERAS_BACKEND=tensorflow."
     )
 
-from export.exporter import FORMATS, ExportResult, export_model  # noqa: E402
-from export.parity import FLOAT_TOLERANCE, ParityError, ParityReport  # noqa: E402
-from export.servable import Servable, build, read_labels, resolve_architecture  # noqa: E402
-from export.tflite import VARIANTS as TFLITE_VARIANTS  # noqa: E402
+from keras_preresnet.export.exporter import FORMATS, ExportResult, export_model  # noqa: E402
+from keras_preresnet.export.parity import FLOAT_TOLERANCE, ParityError, ParityReport  # noqa: E402
+from keras_preresnet.export.servable import Servable, build, read_labels, resolve_architecture  # noqa: E402
+from keras_preresnet.export.tflite import VARIANTS as TFLITE_VARIANTS  # noqa: E402
 
 __all__ = [
     "FLOAT_TOLERANCE",

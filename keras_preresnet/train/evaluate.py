@@ -1,11 +1,11 @@
 """Evaluates weights on any dataset the pipelines read: top-1 / top-5 error, single crop or ten crops, and
 per-class precision / recall with the confusion matrix.
 
-  python -m train.evaluate --config=imagenet_preact_resnet200 --weights=imagenet --data_dir=DATA
-  python -m train.evaluate ... --image_size=320 --resize=320     # the paper's 320x320 test
-  python -m train.evaluate ... --crop=ten_crop                   # 10-crop (corners, centre, mirrors)
-  python -m train.evaluate --config=cifar10_preact_resnet164 --weights=RUN/best.weights.h5 --data_dir=DATA
-  python -m train.evaluate ... --confusion_png=confusion.png     # the confusion matrix as a picture
+  python -m keras_preresnet.train.evaluate --config=imagenet_preact_resnet200 --weights=imagenet --data_dir=DATA
+  python -m keras_preresnet.train.evaluate ... --image_size=320 --resize=320     # the paper's 320x320 test
+  python -m keras_preresnet.train.evaluate ... --crop=ten_crop                   # 10-crop (corners, centre, mirrors)
+  python -m keras_preresnet.train.evaluate --config=cifar10_preact_resnet164 --weights=RUN/best.weights.h5 --data_dir=DATA
+  python -m keras_preresnet.train.evaluate ... --confusion_png=confusion.png     # the confusion matrix as a picture
 """
 
 import json
@@ -17,7 +17,7 @@ from absl import app, flags
 
 from keras_preresnet import files
 from keras_preresnet.datasets import DATASETS
-from train import cli, confusion, configs, data, distribute, network
+from keras_preresnet.train import cli, confusion, configs, data, distribute, network
 
 
 def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=None, resize=None, split="test",
@@ -108,10 +108,10 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags():
-    """The command line's flags, defined only when it runs (``python -m train`` has flags of the same names)."""
-    flags.DEFINE_string("config", None, "Named config the weights belong to (see python -m train --list_configs).")
+    """The command line's flags, defined only when it runs (``python -m keras_preresnet.train`` has flags of the same names)."""
+    flags.DEFINE_string("config", None, "Named config the weights belong to (see python -m keras_preresnet.train --list_configs).")
     flags.DEFINE_string("weights", None, "'imagenet' or a weights file (e.g. RUN/best.weights.h5).")
-    flags.DEFINE_string("data_dir", None, "Folder of the data (as for python -m train).")
+    flags.DEFINE_string("data_dir", None, "Folder of the data (as for python -m keras_preresnet.train).")
     flags.DEFINE_enum("data_source", "auto", data.SOURCES, "Kind of --data_dir; 'auto' detects it.")
     flags.DEFINE_enum("split", "test", ["train", "test"], "Split to evaluate ('test' is ImageNet's validation set).")
     flags.DEFINE_enum("crop", "center", data.EVAL_CROPS, "Single centre crop or the ten crops.")
@@ -143,7 +143,7 @@ def main(argv):
     if len(result["per_class"]) <= confusion.PRINTED_CLASSES:
         print(confusion.table(result["per_class"]))
     if FLAGS.confusion_png:
-        from train import plotting
+        from keras_preresnet.train import plotting
 
         plotting.plot_confusion(result["confusion"], result["class_names"], FLAGS.confusion_png,
                                 title=f"{config.name}, {result['images']} {FLAGS.split} images")

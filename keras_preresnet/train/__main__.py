@@ -1,6 +1,6 @@
 """Trains a ResNet of the paper with one of its recipes.
 
-  python -m train --config=cifar10_preact_resnet164 --data_dir=DATA --model_dir=RUN
+  python -m keras_preresnet.train --config=cifar10_preact_resnet164 --data_dir=DATA --model_dir=RUN
 
 Start the same command again to resume an interrupted run from its last checkpoint. `--list_configs`
 prints the configs; docs/training.md explains the flags, the batch-size / learning-rate rule and
@@ -13,8 +13,8 @@ import sys
 import keras_preresnet  # noqa: F401,E402 (first: loads TensorFlow without its start-up lines)
 from absl import app, flags, logging  # noqa: E402
 
-from train import cli, configs, data, distribute, trainer  # noqa: E402
-from train import options as training_options  # noqa: E402
+from keras_preresnet.train import cli, configs, data, distribute, trainer  # noqa: E402
+from keras_preresnet.train import options as training_options  # noqa: E402
 
 FLAGS = flags.FLAGS
 # --scan_units values and the build_resnet(scan_units=...) each one means.
@@ -86,7 +86,7 @@ def configs_table():
     for name, config in configs.CONFIGS.items():
         tables = configs.tables_of(name)
         lines.append(f"  {name:<{width}}  {config.description} [paper: {config.paper_error}]"
-                     + (f" [python -m train.table --table={','.join(tables)}]" if tables else ""))
+                     + (f" [python -m keras_preresnet.train.table --table={','.join(tables)}]" if tables else ""))
     return "Configs:\n" + "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m export --model=PreActResNet200 --weights=imagenet --out=models ...``.
+"""Command line: ``python -m keras_preresnet.export --model=PreActResNet200 --weights=imagenet --out=models ...``.
 
 Builds the named model with its weights, exports the requested formats and prints the parity report of
 every artifact against the Keras model. Exit status 1 with a one-line error for bad input.
@@ -32,8 +32,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    import export
-    from export import parity
+    from keras_preresnet import export
+    from keras_preresnet.export import parity
 
     # TensorFlow's and the converters' INFO logs would bury the parity report (unless asked for).
     if not FLAGS["verbosity"].present:

@@ -20,7 +20,7 @@ import math
 
 from keras_preresnet.datasets import DATASETS
 from keras_preresnet.models import ARCHITECTURES, PAPER_ERRORS, stage_plan
-from train.options import Options
+from keras_preresnet.train.options import Options
 
 CIFAR_AUGMENTATION = "cifar"
 IMAGENET_AUGMENTATION = "imagenet"
@@ -267,7 +267,7 @@ def get_config(name):
         close = [known for known in CONFIGS if name and name.split("_")[0] in known][:8]
         hint = f" Close matches: {', '.join(close)}." if close else ""
         raise ValueError(
-            f"Unknown config {name!r}.{hint} Run `python -m train --list_configs` to see all "
+            f"Unknown config {name!r}.{hint} Run `python -m keras_preresnet.train --list_configs` to see all "
             f"{len(CONFIGS)} configs."
         )
     return CONFIGS[name]
@@ -329,7 +329,7 @@ class TableRow:
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-    """A table of a paper as a list of configs (run by ``python -m train.table``)."""
+    """A table of a paper as a list of configs (run by ``python -m keras_preresnet.train.table``)."""
 
     name: str
     title: str

@@ -1,9 +1,9 @@
 """Runs every config of one of the papers' tables and sets the measured errors beside the published ones.
 
-  python -m train.table --table=resnet_table6 --data_dir=DATA --output_dir=runs/table6 --epochs=10
-  python -m train.table --list_tables
+  python -m keras_preresnet.train.table --table=resnet_table6 --data_dir=DATA --output_dir=runs/table6 --epochs=10
+  python -m keras_preresnet.train.table --list_tables
 
-Each config trains in OUTPUT_DIR/<config> exactly as `python -m train --model_dir=OUTPUT_DIR/<config>`
+Each config trains in OUTPUT_DIR/<config> exactly as `python -m keras_preresnet.train --model_dir=OUTPUT_DIR/<config>`
 would, at the budget given here (`--epochs` or `--steps`, `--train_examples`, ...). Start the same command
 again to resume a table cut short: finished runs are not redone and an interrupted run continues from
 its last checkpoint. The table is written after every run: OUTPUT_DIR/<table>.md (measured training and
@@ -23,7 +23,7 @@ import keras  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from keras_preresnet import files, runs  # noqa: E402
-from train import cli, configs, data, distribute, evaluate, plotting, reporting, trainer  # noqa: E402
+from keras_preresnet.train import cli, configs, data, distribute, evaluate, plotting, reporting, trainer  # noqa: E402
 
 TABLE_JSON = "table.json"
 TEN_CROP_JSON = "ten_crop.json"
@@ -150,7 +150,7 @@ def markdown(table, results, budget=None):
     lines = [
         f"## {table.title}",
         "",
-        f"`python -m train.table --table={table.name} {flags_used}`".replace(" `", "`"),
+        f"`python -m keras_preresnet.train.table --table={table.name} {flags_used}`".replace(" `", "`"),
         "",
         _budget_line(results),
         "Training error: the mean over the last epoch's mini-batches (augmented, in training mode), as the "
@@ -194,7 +194,7 @@ def _define_flags():
     """The command line's flags, defined only when it runs (absl keeps one set of flags per process)."""
     flags.DEFINE_string("table", None, "The paper's table to run (see --list_tables).")
     flags.DEFINE_bool("list_tables", False, "Print the tables and their configs and exit.")
-    flags.DEFINE_string("data_dir", None, "Folder of the data (as for python -m train).")
+    flags.DEFINE_string("data_dir", None, "Folder of the data (as for python -m keras_preresnet.train).")
     flags.DEFINE_string("output_dir", None, "Folder of the table: one sub-folder per config, the .md and the .png.")
     flags.DEFINE_enum("data_source", "auto", data.SOURCES, "Kind of --data_dir; 'auto' detects it.")
     flags.DEFINE_list("only", None, "Run only these configs of the table (the report lists every row).")

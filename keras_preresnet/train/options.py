@@ -1,7 +1,7 @@
 """Training options beside the papers' recipes: label smoothing, cosine decay, weight EMA, MixUp/CutMix,
 RandAugment and stochastic depth.
 
-Each is a field of ``Options`` (a config's ``options``) and a flag of ``python -m train`` of the same
+Each is a field of ``Options`` (a config's ``options``) and a flag of ``python -m keras_preresnet.train`` of the same
 name. The defaults switch every option off, so the paper's configs train exactly as published; a
 flag that is not given keeps the config's value.
 """

@@ -21,7 +21,7 @@ twice, once per Python wrapper, doubling the files and the memory of the server 
 import numpy as np
 import tensorflow as tf
 
-from export import images, parity
+from keras_preresnet.export import images, parity
 from keras_preresnet.runtimes import FLOAT_INPUT, PREPROCESSED_SIGNATURE
 
 SERVING_SIGNATURE = "serving_default"
