@@ -125,13 +125,16 @@ class SavedModelClassifier:
 
         self._tf = tf
         loaded = tf.saved_model.load(str(path))
-        if PREPROCESSED_SIGNATURE not in loaded.signatures:
+        # The float-only SavedModel (format saved_model_float) serves floats as its default signature.
+        name = PREPROCESSED_SIGNATURE if PREPROCESSED_SIGNATURE in loaded.signatures else "serving_default"
+        signature = loaded.signatures.get(name)
+        if signature is None or FLOAT_INPUT not in signature.structured_input_signature[1]:
             raise ValueError(
                 f"The SavedModel {path!r} has no {PREPROCESSED_SIGNATURE!r} signature (it has "
                 f"{sorted(loaded.signatures)}); export it with `python -m keras_preresnet.export`."
             )
         self._loaded = loaded  # keeps the variables alive
-        self._signature = loaded.signatures[PREPROCESSED_SIGNATURE]
+        self._signature = signature
 
     def predict(self, inputs):
         inputs = self._tf.constant(np.asarray(inputs, np.float32))

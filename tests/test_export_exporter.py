@@ -170,3 +170,27 @@ def test_calibration_folder_without_images_is_a_clear_error(servable, image_dirs
 def test_parity_needs_real_images(servable, tmp_path):
     with pytest.raises(ValueError, match="Parity is measured on real images"):
         export.export_model(servable, tmp_path, log=_quiet)
+
+
+def test_float_only_saved_model_serves_floats_as_its_default_signature(servable, image_dirs, tmp_path):
+    import tensorflow as tf
+
+    from keras_preresnet.runtimes import FLOAT_INPUT, SavedModelClassifier
+
+    result = export.export_model(servable, tmp_path, formats=("saved_model_float",), fold_batchnorm=True,
+                                 parity_data=image_dirs / "parity", log=_quiet)
+    path = result.paths["saved_model_float"]
+    assert path == os.path.join(str(tmp_path), "tiny-float", "1")
+    (report,) = result.reports
+    assert report.artifact == "saved_model_float" and report.passed and report.max_abs_diff <= 1e-4
+    # One signature, numbers in and out: what OpenVINO's and TF-TRT's converters can read.
+    loaded = tf.saved_model.load(path)
+    assert list(loaded.signatures) == ["serving_default"]
+    signature = loaded.signatures["serving_default"]
+    (spec,) = signature.structured_input_signature[1].values()
+    assert spec.dtype == tf.float32 and spec.shape.as_list() == [None, 32, 32, 3]
+    assert list(signature.structured_input_signature[1]) == [FLOAT_INPUT]
+    assert {name: out.dtype for name, out in signature.structured_outputs.items()} == {"probabilities": tf.float32}
+    # The predict command's runner reads it like the full SavedModel's float signature.
+    x = np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(SavedModelClassifier(path).predict(x), servable.model.predict(x, verbose=0), atol=1e-4)

@@ -14,7 +14,8 @@ flags.DEFINE_string("model", None, "Model name, e.g. PreActResNet200 or preact_r
                     "model_dir (brings its weights, class names and preprocessing).", required=True)
 flags.DEFINE_string("weights", None, "'imagenet', a Keras weights file, or empty for random weights.")
 flags.DEFINE_string("classes", None, "Number of classes, or a text file with one class label per line.")
-flags.DEFINE_list("formats", ["saved_model"], "Formats to export: saved_model, tflite, onnx.")
+flags.DEFINE_list("formats", ["saved_model"], "Formats to export: saved_model, tflite, onnx, saved_model_float "
+                  "(float input only, for converters such as OpenVINO and TF-TRT).")
 flags.DEFINE_string("out", None, "Output folder; artifacts go to OUT/<name>[-tflite|-onnx]/<version>/.", required=True)
 flags.DEFINE_integer("version", None, "Version number; default: one more than the highest under --out.")
 flags.DEFINE_list("quantize", [], "Extra TFLite variants: float16, dynamic, int8.")

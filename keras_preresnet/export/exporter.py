@@ -6,6 +6,8 @@ Layout under ``out``::
         assets.extra/parity.json assets.extra/serving.json
     <name>-tflite/<version>/     float32.tflite [float16.tflite dynamic.tflite int8.tflite] parity.json serving.json
     <name>-onnx/<version>/       model.onnx parity.json serving.json
+    <name>-float/<version>/      SavedModel with only the float input (format saved_model_float)
+        assets.extra/parity.json assets.extra/serving.json
 
 ``serving.json`` (``keras_preresnet.runtimes``) holds the labels, preprocessing and input size that
 ``python -m keras_preresnet.predict`` needs to run the artifact.
@@ -23,8 +25,8 @@ from keras_preresnet import files
 from keras_preresnet.export import images, parity, saved_model, tflite, versions
 from keras_preresnet import runtimes
 
-FORMATS = ("saved_model", "tflite", "onnx")
-FORMAT_SUFFIX = {"saved_model": "", "tflite": "-tflite", "onnx": "-onnx"}
+FORMATS = ("saved_model", "tflite", "onnx", "saved_model_float")
+FORMAT_SUFFIX = {"saved_model": "", "tflite": "-tflite", "onnx": "-onnx", "saved_model_float": "-float"}
 SAVED_MODEL_REPORT = os.path.join("assets.extra", parity.REPORT_FILENAME)
 SCRATCH = ".float-savedmodel"
 
@@ -105,7 +107,9 @@ def export_model(
     Args:
         servable: an ``export.Servable`` (Keras model, name, labels, preprocessing).
         out: the output folder; artifacts go to ``out/<name>[-tflite|-onnx]/<version>/``.
-        formats: any of ``'saved_model'``, ``'tflite'`` (always with float32), ``'onnx'``.
+        formats: any of ``'saved_model'``, ``'tflite'`` (always with float32), ``'onnx'``,
+            ``'saved_model_float'`` (a SavedModel whose one signature takes preprocessed floats, for
+            converters that cannot read the default SavedModel's string input).
         quantize: extra TFLite variants: any of ``'float16'``, ``'dynamic'``, ``'int8'``.
         version: the version number; by default one more than the highest already under ``out``.
         parity_data: folder of JPEG/PNG images the parity reports are measured on; by default
@@ -168,6 +172,16 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
         parity.save(sm_reports, os.path.join(path, SAVED_MODEL_REPORT), **context)
         runtimes.write_record(os.path.join(path, runtimes.SAVED_MODEL_RECORD), **record)
         reports += sm_reports
+    if "saved_model_float" in staged:
+        path = staged["saved_model_float"].path
+        log("Writing the float-only SavedModel ...")
+        saved_model.write_probabilities_only(servable, path, signature=saved_model.SERVING_SIGNATURE)
+        files.write_point()
+        report = saved_model.verify_float_only(path, reference, preprocessed)
+        os.makedirs(os.path.dirname(os.path.join(path, SAVED_MODEL_REPORT)), exist_ok=True)
+        parity.save([report], os.path.join(path, SAVED_MODEL_REPORT), **context)
+        runtimes.write_record(os.path.join(path, runtimes.SAVED_MODEL_RECORD), **record)
+        reports.append(report)
     if "tflite" in staged or "onnx" in staged:
         # The converters' input lives in a staging folder (and goes before publishing), so a killed
         # export leaves it where the next export's clean-up of staging folders finds it.

@@ -106,15 +106,31 @@ def write(servable, path):
     return _save(*serving_module(servable), path)
 
 
-def write_probabilities_only(servable, path):
-    """A SavedModel with one float-in, probabilities-out signature: the converters' input."""
+def write_probabilities_only(servable, path, signature=PROBABILITIES_SIGNATURE):
+    """A SavedModel with one float-in, probabilities-out ``signature``.
+
+    With the default name it is the TFLite and ONNX converters' input; with ``SERVING_SIGNATURE`` it is
+    the float-only SavedModel (format ``saved_model_float``) for tools that cannot read a string input
+    (OpenVINO's and TF-TRT's converters take the default signature and need every input a tensor of
+    numbers).
+    """
     model = servable.model
 
     def probabilities(inputs):
         return {"probabilities": tf.cast(model(inputs, training=False), tf.float32)}
 
-    signatures = {PROBABILITIES_SIGNATURE: tf.function(probabilities, input_signature=[_float_spec(servable)])}
+    signatures = {signature: tf.function(probabilities, input_signature=[_float_spec(servable)])}
     return _save(_module(model, **signatures), signatures, path)
+
+
+def verify_float_only(path, reference, preprocessed, batch_size=16):
+    """Parity of the float-only SavedModel's ``serving_default`` with the Keras ``reference``."""
+    loaded = tf.saved_model.load(path)
+    serve = loaded.signatures[SERVING_SIGNATURE]
+    outputs = [serve(**{FLOAT_INPUT: tf.constant(preprocessed[start : start + batch_size])})["probabilities"].numpy()
+               for start in range(0, len(preprocessed), batch_size)]
+    return parity.compare("saved_model_float", path, reference, np.concatenate(outputs), parity.FLOAT_TOLERANCE,
+                          file=".")
 
 
 def verify(path, reference, image_files, preprocessed, batch_size=16):
