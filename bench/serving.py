@@ -29,6 +29,9 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The runtimes take turns: PyTorch's OpenMP workers must not spin on the cores after each of its calls,
+# or they slow down whichever runtime is timed next.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
@@ -37,7 +40,8 @@ from absl import app, flags, logging  # noqa: E402
 
 flags.DEFINE_string("model", "PreActResNet164", "Model name (CIFAR or ImageNet layout).")
 flags.DEFINE_list("units_per_stage", [], "Override the units per stage (e.g. 2,2,2,2 for a short ImageNet net).")
-flags.DEFINE_string("cifar_dir", "/work/shared/data/cifar-subset",
+flags.DEFINE_string("cifar_dir", os.environ.get("KERAS_PRERESNET_CIFAR_DIR",
+                                             os.path.join(os.path.dirname(REPO), "shared", "data", "cifar-subset")),
                     "Folder holding cifar-10-batches-py (parity, calibration and request images).")
 flags.DEFINE_integer("threads", 2, "Threads of every runtime.", lower_bound=1)
 flags.DEFINE_integer("batch", 32, "Batch size of the throughput measurement.")
