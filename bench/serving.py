@@ -243,9 +243,8 @@ def main(argv):
     if units:
         import keras_preresnet
 
-        model = keras_preresnet.build_resnet(
-            models.ARCHITECTURES[key]["depth"], layout=layout, units_per_stage=units, scan_units=False,
-            classes=servable.model.output_shape[-1])
+        model = keras_preresnet.build_named(key, units_per_stage=units, scan_units=False,
+                                            classes=servable.model.output_shape[-1])
         servable = export.Servable(model, f"{servable.name}-units{'-'.join(map(str, units))}", servable.labels,
                                    servable.preprocessing)
     size = servable.image_size
