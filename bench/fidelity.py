@@ -333,6 +333,10 @@ def write_figure(path, results, rows, budgets, seeds, metric="train_loss"):
             epochs = min(len(c) for c in curves)
             x = [curves[0][i]["epoch"] for i in range(epochs)]
             values = [[c[i][metric] for c in curves] for i in range(epochs)]
+            initial = [results["cells"][k].get("initial_loss") for k in (cell_key(row, budget, s, impl) for s in seeds)
+                       if k in results["cells"]]
+            if metric == "train_loss" and None not in initial:  # epoch 0: the loss before any update
+                x, values = [0] + x, [initial] + values
             ax.plot(x, [statistics.fmean(v) for v in values], color=colour,
                     label=f"{'keras_preresnet' if impl == 'ours' else 'PyTorch reference'} ({len(curves)} seeds)")
             ax.fill_between(x, [min(v) for v in values], [max(v) for v in values], color=colour, alpha=0.2)
