@@ -20,7 +20,8 @@ intra-op threads and one inter-op thread. images/s is training throughput withou
 counted from the second epoch on where there are two (the first holds TensorFlow's tracing).
 
 Every finished (row, budget, seed, implementation) cell is written to ``--out`` at once (atomically); a
-run started again with the same ``--out`` skips the cells it holds. The target per (row, budget):
+run started again with the same ``--out`` skips the cells it holds, and resumes the cell it was in from
+its last epoch (the runs of unfinished cells live in ``<out>_runs/``). The target per (row, budget):
 |mean final error ours - mean final error torch| <= max(1 point, the larger std over seeds).
 """
 
@@ -28,6 +29,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -197,7 +199,8 @@ def run_torch(row, seed, schedule, options, work_dir):
     depth, unit = ROWS[row]["torch"]
     spec = dict(_initial_spec(row, seed, options), torch_depth=depth, unit=unit, schedule=schedule,
                 nesterov=True if options.nesterov is None else options.nesterov, threads=options.threads,
-                train_examples=options.train_examples, eval_examples=options.eval_examples)
+                train_examples=options.train_examples, eval_examples=options.eval_examples,
+                checkpoint=os.path.join(work_dir, "torch_checkpoint.pt"))
     answer = _worker("torch", spec, options.threads, work_dir)
     answer["images_per_second"] = steady_images_per_second(answer["rows"])
     return answer
@@ -213,16 +216,20 @@ def run_cells(options, rows, results, out, log=print):
                     if key in results["cells"]:
                         continue
                     log(f"fidelity: {key} ...")
-                    with tempfile.TemporaryDirectory(prefix="fidelity_") as work_dir:
-                        started = time.perf_counter()
-                        if implementation == "ours":
-                            cell = run_ours(row, budget, seed, options, work_dir, initial_loss=options.torch)
-                        else:
-                            schedule = results["cells"][cell_key(row, budget, seed, "ours")]["schedule"]
-                            cell = run_torch(row, seed, schedule, options, work_dir)
-                        cell["cell_seconds"] = time.perf_counter() - started
+                    # A folder that outlives an interruption: the trainer resumes from its checkpoint and the
+                    # PyTorch loop from its last epoch when the same command starts again.
+                    work_dir = os.path.join(os.path.splitext(out)[0] + "_runs", key.replace("|", "_"))
+                    os.makedirs(work_dir, exist_ok=True)
+                    started = time.perf_counter()
+                    if implementation == "ours":
+                        cell = run_ours(row, budget, seed, options, work_dir, initial_loss=options.torch)
+                    else:
+                        schedule = results["cells"][cell_key(row, budget, seed, "ours")]["schedule"]
+                        cell = run_torch(row, seed, schedule, options, work_dir)
+                    cell["cell_seconds"] = time.perf_counter() - started
                     results["cells"][key] = cell
                     save_results(out, results)
+                    shutil.rmtree(work_dir, ignore_errors=True)
                     log(f"fidelity: {key}: final test error {cell['final_test_error']:.2f}%, initial loss "
                         f"{cell.get('initial_loss', float('nan')):.4f}, {cell['images_per_second']:.1f} images/s, "
                         f"{cell['cell_seconds']:.0f} s")
@@ -386,6 +393,9 @@ def worker_ours_initial(spec):
 
 
 def worker_torch(spec):
+    import torch
+
+    torch.set_num_interop_threads(1)  # as TensorFlow's TF_NUM_INTEROP_THREADS; once, before any torch work
     from bench import torch_cifar
 
     train, test, initial, mean, std = _load_images(spec)
@@ -396,6 +406,7 @@ def worker_torch(spec):
         steps_per_epoch=schedule["steps_per_epoch"], total_steps=schedule["total_steps"],
         lr_boundaries=schedule["lr_boundaries"], learning_rates=schedule["learning_rates"],
         nesterov=spec["nesterov"], threads=spec["threads"], log=lambda text: print(text, flush=True),
+        checkpoint=spec.get("checkpoint"),
     )
 
 

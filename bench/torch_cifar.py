@@ -25,6 +25,7 @@ same rates at the same steps.
 """
 
 import math
+import os
 import time
 
 import numpy as np
@@ -189,16 +190,16 @@ def evaluate(model, images, labels, batch=500):
 
 def train(*, depth, unit, seed, train_data, test_data, initial_data, mean, std, batch, steps_per_epoch,
           total_steps, lr_boundaries, learning_rates, weight_decay=1e-4, momentum=0.9, nesterov=True,
-          threads=None, log=print):
+          threads=None, log=print, checkpoint=None):
     """Trains the reference network; returns the initial loss, per-epoch rows and the final figures.
 
     ``lr_boundaries``/``learning_rates``: ``learning_rates[i]`` from step ``lr_boundaries[i - 1]`` on (steps
     from 0), as the trainer reports its schedule. Each epoch is a fresh permutation (torch.randperm, as
     fb.resnet.torch's DataLoader) cut into ``steps_per_epoch`` full batches (the trainer drops the rest too).
+    ``checkpoint``: a file saved after every epoch; a call that finds it continues from that epoch.
     """
     if threads:
         torch.set_num_threads(threads)
-        torch.set_num_interop_threads(1)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     # channels_last: oneDNN's fast CPU convolutions (2-3x here); the arithmetic is the same network's.
@@ -210,6 +211,13 @@ def train(*, depth, unit, seed, train_data, test_data, initial_data, mean, std, 
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rates[0], momentum=momentum, dampening=0.0,
                                 nesterov=nesterov, weight_decay=weight_decay)
     rows, step = [], 0
+    if checkpoint and os.path.exists(checkpoint):
+        saved = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        rows, step, result = saved["rows"], saved["step"], saved["result"]
+        log(f"torch: resuming after epoch {rows[-1]['epoch']}")
     while step < total_steps:
         epoch = step // steps_per_epoch
         order = torch.randperm(len(x_train), generator=generator)
@@ -237,6 +245,10 @@ def train(*, depth, unit, seed, train_data, test_data, initial_data, mean, std, 
                "train_error": 100.0 * wrong_sum / (done * batch), **evaluate(model, x_test, y_test),
                "epoch_seconds": seconds, "images_per_second": done * batch / seconds}
         rows.append(row)
+        if checkpoint:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rows": rows,
+                        "generator": generator.get_state(), "step": step, "result": result}, checkpoint + ".tmp")
+            os.replace(checkpoint + ".tmp", checkpoint)
         log(f"torch epoch {row['epoch']}: train loss {row['train_loss']:.4f}, test error {row['test_error']:.2f}%, "
             f"{row['images_per_second']:.1f} images/s")
     result.update(rows=rows, final_test_error=rows[-1]["test_error"])

@@ -122,3 +122,19 @@ def test_a_second_run_resumes_without_training_again(tiny_run):
     assert again["cells"] == results["cells"] and os.path.getmtime(out) >= before
     with pytest.raises(SystemExit, match="other settings"):
         fidelity.main([a for a in argv if not a.startswith("--train_examples")] + ["--train_examples=128"])
+
+
+def test_an_interrupted_reference_run_continues_from_its_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    data = (images, rng.integers(0, 10, 16))
+    common = dict(depth=8, unit="original", seed=3, train_data=data, test_data=data, initial_data=data,
+                  mean=(125.0,) * 3, std=(64.0,) * 3, batch=8, steps_per_epoch=2, lr_boundaries=[2, 3],
+                  learning_rates=[0.1, 0.01, 0.001], threads=1, log=lambda text: None)
+    whole = torch_cifar.train(total_steps=4, **common)
+    checkpoint = str(tmp_path / "torch.pt")
+    torch_cifar.train(total_steps=2, checkpoint=checkpoint, **common)  # stops after epoch 1
+    resumed = torch_cifar.train(total_steps=4, checkpoint=checkpoint, **common)
+    assert [r["epoch"] for r in resumed["rows"]] == [1, 2]
+    for key in ("train_loss", "test_error", "learning_rate"):
+        assert [r[key] for r in resumed["rows"]] == pytest.approx([r[key] for r in whole["rows"]], rel=1e-5)
