@@ -93,6 +93,7 @@ def tiny_run(tmp_path_factory):
         return out, argv, json.load(f)
 
 
+@pytest.mark.slow  # two trainer processes and a PyTorch one: about 50 s of CPU
 def test_tiny_run_records_both_implementations(tiny_run):
     out, _, results = tiny_run
     assert results["meta"]["train_examples"] == 256 and results["meta"]["threads"] == 1
@@ -113,6 +114,7 @@ def test_tiny_run_records_both_implementations(tiny_run):
     assert os.path.exists(os.path.splitext(out)[0] + ".md")
 
 
+@pytest.mark.slow
 def test_a_second_run_resumes_without_training_again(tiny_run):
     out, argv, results = tiny_run
     before = os.path.getmtime(out)
