@@ -207,7 +207,9 @@ def run_torch(row, seed, schedule, options, work_dir):
 
 
 def run_cells(options, rows, results, out, log=print):
-    """Runs every missing (row, budget, seed, implementation) cell, ours before torch, saving after each."""
+    """Runs every missing (row, budget, seed, implementation) cell, ours before torch, saving after each;
+    returns the keys of the cells that failed."""
+    failed = []
     for budget in options.budgets:
         for seed in options.seeds:
             for row in rows:
@@ -221,11 +223,21 @@ def run_cells(options, rows, results, out, log=print):
                     work_dir = os.path.join(os.path.splitext(out)[0] + "_runs", key.replace("|", "_"))
                     os.makedirs(work_dir, exist_ok=True)
                     started = time.perf_counter()
-                    if implementation == "ours":
-                        cell = run_ours(row, budget, seed, options, work_dir, initial_loss=options.torch)
-                    else:
-                        schedule = results["cells"][cell_key(row, budget, seed, "ours")]["schedule"]
-                        cell = run_torch(row, seed, schedule, options, work_dir)
+                    try:
+                        if implementation == "ours":
+                            cell = run_ours(row, budget, seed, options, work_dir, initial_loss=options.torch)
+                        else:
+                            ours = results["cells"].get(cell_key(row, budget, seed, "ours"))
+                            if ours is None:
+                                raise RuntimeError("its trainer run failed, so there is no schedule to follow")
+                            cell = run_torch(row, seed, schedule=ours["schedule"], options=options,
+                                             work_dir=work_dir)
+                    except RuntimeError as error:
+                        # One failed run (a diverged net, say) must not end an hours-long sweep; it is left
+                        # out of the file, so the next start of the command tries it again.
+                        log(f"fidelity: {key} FAILED: {error}")
+                        failed.append(key)
+                        continue
                     cell["cell_seconds"] = time.perf_counter() - started
                     results["cells"][key] = cell
                     save_results(out, results)
@@ -233,7 +245,7 @@ def run_cells(options, rows, results, out, log=print):
                     log(f"fidelity: {key}: final test error {cell['final_test_error']:.2f}%, initial loss "
                         f"{cell.get('initial_loss', float('nan')):.4f}, {cell['images_per_second']:.1f} images/s, "
                         f"{cell['cell_seconds']:.0f} s")
-    return results
+    return failed
 
 
 # -------------------------------------------------------------------------------------------- summary
@@ -475,7 +487,7 @@ def main(argv=None):
     options.recipe, options.torch = RECIPE, True
     out = os.path.abspath(options.out)
     results = load_results(out, run_meta(options))
-    run_cells(options, options.rows, results, out)
+    failed = run_cells(options, options.rows, results, out)
     lines = summarise(results, options.rows, options.budgets, options.seeds)
     results["summary"] = lines
     save_results(out, results)
@@ -487,6 +499,10 @@ def main(argv=None):
         figure = write_figure(os.path.splitext(out)[0] + ".png", results, options.rows, options.budgets,
                               options.seeds)
         print(f"fidelity: wrote {figure}")
+    if failed:
+        print(f"fidelity: {len(failed)} cell(s) failed ({', '.join(failed)}); their logs are in "
+              f"{os.path.splitext(out)[0]}_runs/; start the same command again to retry them.")
+        return 1
     return 0
 
 

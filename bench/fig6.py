@@ -110,7 +110,7 @@ def main(argv=None):
     options.recipe, options.nesterov, options.torch = fidelity.RECIPE, None, False
     out = os.path.abspath(options.out)
     results = fidelity.load_results(out, fidelity.run_meta(options))
-    fidelity.run_cells(options, options.rows, results, out)
+    failed = fidelity.run_cells(options, options.rows, results, out)
     results["orderings"] = {str(budget): orderings(results, budget, options.seeds) for budget in options.budgets}
     fidelity.save_results(out, results)
     lines = []
@@ -123,6 +123,9 @@ def main(argv=None):
     print(text)
     with open(os.path.splitext(out)[0] + ".md", "w", encoding="utf-8") as f:
         f.write("# ResNet paper Fig. 6 on real CIFAR-10 images (python -m bench.fig6)\n\n" + text + "\n")
+    if failed:
+        print(f"fig6: {len(failed)} run(s) failed ({', '.join(failed)}); start the same command again to retry them.")
+        return 1
     return 0
 
 

@@ -140,3 +140,16 @@ def test_an_interrupted_reference_run_continues_from_its_checkpoint(tmp_path):
     assert [r["epoch"] for r in resumed["rows"]] == [1, 2]
     for key in ("train_loss", "test_error", "learning_rate"):
         assert [r[key] for r in resumed["rows"]] == pytest.approx([r[key] for r in whole["rows"]], rel=1e-5)
+
+
+def test_a_failed_run_is_reported_and_left_for_the_next_start(tmp_path, capsys):
+    empty = tmp_path / "no_cifar_here"
+    empty.mkdir()
+    out = tmp_path / "failed.json"
+    argv = ["--rows=resnet20", "--budgets=2", "--seeds=0", "--threads=1", f"--data_dir={empty}", f"--out={out}"]
+    assert fidelity.main(argv) == 1
+    printed = capsys.readouterr().out
+    assert "resnet20|2|0|ours FAILED" in printed and "resnet20|2|0|torch FAILED" in printed
+    assert "start the same command again" in printed
+    with open(out) as f:
+        assert json.load(f)["cells"] == {}
