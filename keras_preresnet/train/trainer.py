@@ -3,10 +3,14 @@
 Keras 3.15's ``model.fit`` fails under MultiWorkerMirroredStrategy (docs/training.md), so the trainer runs its
 own loop; OneDevice and Mirrored strategies use the same code.
 
-Optimisation is Torch's SGD as fb.resnet.torch (and the paper's public code) run it: momentum 0.9
-(Nesterov where the recipe says so) and weight decay as L2 on *every* trainable weight, BatchNorm
+Optimisation is Torch's SGD as fb.resnet.torch (and the paper's public code) run it
+(``optimizer.TorchSGD``): momentum 0.9 with the learning rate outside the velocity and dampening 0
+(Nesterov where the recipe says so), and weight decay as L2 on *every* trainable weight, BatchNorm
 gamma/beta and biases included, coupled into the gradient (``g + wd * w``) before momentum. It is
 added to the loss as ``wd/2 * ||w||^2``, which gives exactly that gradient and works with loss scaling.
+The loss is the mean cross-entropy over the global batch; an epoch is the whole batches of one
+shuffle (the last partial batch is left out). How this compares with fb.resnet.torch, detail by
+detail: docs/training.md, "Fidelity to the reference code".
 
 Fault tolerance: a ``tf.train.Checkpoint`` (weights, optimiser slots, step and the metrics rows of
 the finished epochs) every epoch and every ``checkpoint_steps`` steps; the epoch's order depends only
@@ -31,6 +35,7 @@ import tensorflow as tf
 from keras_preresnet import files, runs
 from keras_preresnet.datasets import DATASETS
 from keras_preresnet.train import augment, configs, data, distribute, network, regularization, reporting, schedules
+from keras_preresnet.train.optimizer import TorchSGD
 from keras_preresnet.train import options as training_options
 from keras_preresnet.train.evaluate import evaluate, make_eval_step
 
@@ -214,7 +219,7 @@ class Trainer:
                 init_classes=DATASETS[self.config.dataset].classes if s.init_weights else None,
                 drop_path_rate=self.options.drop_path_rate,
             )
-            optimizer = keras.optimizers.SGD(
+            optimizer = TorchSGD(
                 learning_rate=schedules.keras_schedule(self.schedule), momentum=self.recipe.momentum,
                 nesterov=self.recipe.nesterov if s.nesterov is None else s.nesterov,
                 **regularization.weight_average_options(self.options.ema_decay),
