@@ -310,6 +310,7 @@ class Trainer:
             return strategy.reduce(sum_, loss, axis=None), strategy.reduce(sum_, wrong, axis=None)
 
         self.train_step = train_step
+        self._step_traced = False
 
     # ------------------------------------------------------------------------------ the run
 
@@ -374,9 +375,16 @@ class Trainer:
             steps = min(steps_per_epoch, total - epoch * steps_per_epoch)
             self._set_frozen(epoch)
             epoch_start = time.time()
-            step, loss_sum, wrong_sum, lr = self._train_epoch(epoch, start, steps, step, writers)
+            step, loss_sum, wrong_sum, lr, traced = self._train_epoch(epoch, start, steps, step, writers)
             seconds = time.time() - epoch_start
             done = steps - start
+            # The step function's first call traces and optimises its graph, a one-off cost that is no
+            # part of the training speed: images/s counts the other steps.
+            timed = done - 1 if traced else done
+            images_per_second = (timed * self.global_batch / (seconds - traced) if timed
+                                 else done * self.global_batch / seconds)
+            if traced and self.chief:
+                print(f"Traced the training step in {traced:.1f} s (its first call; left out of images/s).", flush=True)
             self.sync_statistics()
             with self._tested_weights():
                 test = evaluate(self.eval_step, self._distributed(
@@ -386,7 +394,7 @@ class Trainer:
                 "epoch": epoch + 1, "step": step, "learning_rate": lr,
                 "train_loss": loss_sum / done, "train_error": 100 * wrong_sum / (done * self.global_batch),
                 "test_loss": test["loss"], "test_error": test["top1_error"], "test_top5_error": test["top5_error"],
-                "epoch_seconds": seconds, "images_per_second": done * self.global_batch / seconds,
+                "epoch_seconds": seconds, "images_per_second": images_per_second,
             }
             if self.chief:
                 print(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f}, test error "
@@ -404,7 +412,8 @@ class Trainer:
 
     def _train_epoch(self, epoch, start, steps, step, writers):
         """Runs steps ``start..steps`` of ``epoch``; returns the global step, the summed loss and errors,
-        and the last learning rate."""
+        the last learning rate, and the seconds of the step function's first call if it was in this epoch
+        (else 0)."""
         s = self.settings
         iterator = self._distributed(data.train_dataset_fn(
             self.train_source, self.train_transform, self.global_batch, steps, epoch, start, s.seed,
@@ -413,9 +422,10 @@ class Trainer:
                     if s.progress and self.chief else None)
         if progress:
             print(f"Epoch {epoch + 1}/{self.schedule.epochs}", flush=True)
-        loss_sum = wrong_sum = 0.0
+        loss_sum = wrong_sum = traced = 0.0
         lr = None
         for i in range(start, steps):
+            first_call = None if self._step_traced else time.time()
             try:
                 loss, wrong = self.train_step(iterator)
             except tf.errors.InvalidArgumentError as error:
@@ -424,6 +434,9 @@ class Trainer:
                     f"{error.message.splitlines()[0]}"
                 ) from error
             loss, wrong = float(loss), float(wrong)
+            if first_call is not None:
+                traced = time.time() - first_call
+                self._step_traced = True
             step += 1
             if not math.isfinite(loss):
                 kept = self.manager.latest_checkpoint
@@ -445,7 +458,7 @@ class Trainer:
                     tf.summary.scalar("learning_rate", lr)
             if s.checkpoint_steps and step % s.checkpoint_steps == 0 and i + 1 < steps:
                 self._save()
-        return step, loss_sum, wrong_sum, lr
+        return step, loss_sum, wrong_sum, lr, traced
 
     def _tested_weights(self):
         """The weights that are tested and saved as last/best: the average with --ema_decay, else the raw ones."""
@@ -488,7 +501,10 @@ class Trainer:
         last = rows[-1] if rows else {}
         best = reporting.best_row(rows) or {}
         trained = sum(r["epoch_seconds"] for r in rows)
-        images = sum((r["step"] - (rows[i - 1]["step"] if i else 0)) for i, r in enumerate(rows)) * self.global_batch
+        per_epoch = [(r["step"] - (rows[i - 1]["step"] if i else 0)) * self.global_batch for i, r in enumerate(rows)]
+        images = sum(per_epoch)
+        # At each epoch's own rate, which leaves out the step function's tracing (see _train).
+        timed = sum(n / r["images_per_second"] for n, r in zip(per_epoch, rows))
         return {
             "config": self.config.name,
             "epochs": last.get("epoch"),
@@ -499,7 +515,7 @@ class Trainer:
             "best_epoch": best.get("epoch"),
             "train_seconds": trained,
             "wall_seconds_this_invocation": seconds,
-            "images_per_second": images / trained if trained else None,
+            "images_per_second": images / timed if timed else None,
             "global_batch": self.global_batch,
             "replicas": self.strategy.num_replicas_in_sync,
             "precision": self.settings.precision,
