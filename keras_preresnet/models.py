@@ -16,7 +16,7 @@ import os
 
 import keras
 
-from keras_preresnet import features
+from keras_preresnet import defaults, features
 from keras_preresnet import layers as units
 from keras_preresnet import preprocessing
 from keras_preresnet import stages as stage_loops
@@ -335,6 +335,8 @@ def head(x, unit_cls, include_top, pooling, classes, classifier_activation, kern
             classes,
             activation=classifier_activation,
             kernel_regularizer=kernel_regularizer,
+            kernel_initializer=defaults.classifier_initializer(),
+            bias_initializer="zeros",
             name="predictions",
             dtype=_classifier_dtype(),
         )(x)

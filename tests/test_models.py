@@ -244,6 +244,16 @@ def test_mixed_precision_keeps_logits_and_bn_statistics_in_float32(policy):
     assert np.isfinite(keras.ops.convert_to_numpy(out)).all()
 
 
+def test_classifier_starts_as_torchs_default_linear_with_zero_bias():
+    """fb.resnet.torch keeps nn.Linear's uniform(+-1/sqrt(fan_in)) weight and zeroes the bias."""
+    model = kp.build_resnet(8, unit="original", classes=100, input_shape=(32, 32, 3), classifier_activation=None)
+    kernel, bias = (np.asarray(w) for w in model.get_layer("predictions").get_weights())
+    bound = 1 / np.sqrt(kernel.shape[0])
+    assert kernel.shape == (64, 100) and np.abs(kernel).max() <= bound
+    assert np.abs(kernel).max() > 0.95 * bound and abs(np.std(kernel) - bound / np.sqrt(3)) < 0.05 * bound / np.sqrt(3)
+    assert not bias.any()
+
+
 def test_kernel_regularizer_reaches_every_convolution_and_the_classifier():
     model = kp.build_resnet(8, unit="original", kernel_regularizer=keras.regularizers.L2(1e-4))
     model(np.zeros((1, 32, 32, 3), "float32"))

@@ -117,7 +117,10 @@ def test_public_code_schedule_drops_at_epochs_81_and_122_with_nesterov():
     assert recipe.nesterov
     schedule = configs.resolve_schedule(recipe, 50_000, 128)
     assert schedule.total_steps == 200 * 390
-    assert schedule.boundaries == (81 * 390, 122 * 390)
+    # fb.resnet.torch's train.lua counts epochs from 1: epoch 81 is the first after 80 finished epochs.
+    assert schedule.boundaries == (80 * 390, 121 * 390)
+    assert schedule.learning_rate(80 * 390 - 1) == pytest.approx(0.1)
+    assert schedule.learning_rate(80 * 390) == pytest.approx(0.01)
 
 
 def test_linear_scaling_rule_and_iteration_schedules_keep_images_seen():

@@ -2,8 +2,8 @@
 
 A ``Recipe`` is the optimiser and learning-rate schedule as a paper or its public code states it: in
 iterations at the reference batch size (the paper's CIFAR appendix: lr 0.1, /10 at 32k and 48k, stop at
-64k, warm-up at 0.01 for 400 iterations) or in epochs (the public CIFAR code: 200 epochs, drops at 81
-and 122, Nesterov; ImageNet: 90 epochs, /10 every 30, Nesterov).
+64k, warm-up at 0.01 for 400 iterations) or in epochs (the public CIFAR code: 200 epochs, epochs 81 and
+122 the first at the lower rates, Nesterov; ImageNet: 90 epochs, /10 every 30, Nesterov).
 
 Batch size and learning rate (the rule the trainer applies, documented in docs/training.md):
 
@@ -67,8 +67,10 @@ RECIPES = {
     "cifar_paper": Recipe(unit="iterations", total=64_000, boundaries=(32_000, 48_000)),
     # The same, with the 400-iteration warm-up at lr 0.01 the paper uses for ResNet-110 and -1001.
     "cifar_paper_warmup": Recipe(unit="iterations", total=64_000, boundaries=(32_000, 48_000), warmup=400),
-    # The public CIFAR code (resnet-1k-layers on fb.resnet.torch): 200 epochs, drops at 81 and 122.
-    "cifar_public_code": Recipe(unit="epochs", total=200, boundaries=(81, 122), nesterov=True),
+    # The public CIFAR code (resnet-1k-layers on fb.resnet.torch): 200 epochs, Nesterov. train.lua counts
+    # epochs from 1 and runs epoch 81 and epoch 122 at the lower rates: the drops come after 80 and 121
+    # finished epochs.
+    "cifar_public_code": Recipe(unit="epochs", total=200, boundaries=(80, 121), nesterov=True),
     # fb.resnet.torch ImageNet, the recipe of the released ResNet-200: 90 epochs, /10 every 30.
     "imagenet": Recipe(unit="epochs", total=90, boundaries=(30, 60), reference_batch=256, nesterov=True),
 }

@@ -7,7 +7,7 @@ weights are the same as those of the softmax model the library builds, so files 
 import keras
 
 import keras_preresnet
-from keras_preresnet import runs
+from keras_preresnet import defaults, runs
 
 HEAD = "predictions"
 
@@ -41,7 +41,8 @@ def build_network(config, classes, *, depth=None, image_size=None, init_weights=
     if head_classes != classes:
         features = model.get_layer("avg_pool").output
         # Logits stay float32 under mixed precision (as the library's own classifier).
-        logits = keras.layers.Dense(classes, name=HEAD, dtype="float32")(features)
+        logits = keras.layers.Dense(classes, kernel_initializer=defaults.classifier_initializer(), name=HEAD,
+                                    dtype="float32")(features)
         model = keras_preresnet.stages.functional_model(model.inputs, logits, name=model.name)
     return model
 
