@@ -65,5 +65,4 @@ from keras_preresnet.models import (
     build_resnet,
     list_models,
 )
-
-__version__ = "0.1.0"
+from keras_preresnet.version import __version__

@@ -32,7 +32,6 @@ AVG_POOL = ("nn.SpatialAveragePooling", "cudnn.SpatialAveragePooling")
 LINEAR = ("nn.Linear",)
 # Modules that pass their input through unchanged at inference (nn.View flattens N x C x 1 x 1).
 PASS_THROUGH = ("nn.Identity", "nn.Copy", "nn.View", "nn.Reshape")
-CONTAINERS = ("nn.Sequential", "nn.DataParallelTable")
 KINDS = {**{c: "conv" for c in CONV}, **{c: "bn" for c in BATCH_NORM}, **{c: "relu" for c in RELU},
          **{c: "maxpool" for c in MAX_POOL}, **{c: "avgpool" for c in AVG_POOL},
          **{c: "linear" for c in LINEAR}}
