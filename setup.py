@@ -33,6 +33,7 @@ setup(
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
+            "keras-preresnet=keras_preresnet.__main__:run",
             "keras-preresnet-predict=keras_preresnet.predict:run",
             "keras-preresnet-train=keras_preresnet.train.__main__:run",
             "keras-preresnet-export=keras_preresnet.export.__main__:run",

@@ -9,6 +9,8 @@ import numpy as np
 
 from keras_preresnet import defaults
 
+# Where the command lines (demo, plot_layer_responses) and the tests look for CIFAR when not told.
+CIFAR_DIR_ENV = "KERAS_PRERESNET_CIFAR_DIR"
 _CIFAR_FILES = {
     ("cifar10", "train"): ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)]),
     ("cifar10", "test"): ("cifar-10-batches-py", ["test_batch"]),

@@ -9,10 +9,10 @@ training run's ``model_dir`` (its run.json gives network, classes and preprocess
 SavedModel folder, ``.tflite`` or ``.onnx`` file (its serving.json gives labels and preprocessing).
 Every image is decoded and preprocessed as the model was trained or exported
 (``keras_preresnet.preprocessing.preprocess``). An unreadable image is reported by name and skipped;
-the exit status is then 1 (2 for a usage or model error, 0 when every image was labelled).
+the exit status is then 1, as for a model that cannot be loaded (2 for a usage error, 0 when every
+image was labelled).
 """
 
-import argparse
 import csv
 import dataclasses
 import glob
@@ -21,16 +21,20 @@ import json
 import os
 import sys
 
+import keras
 import numpy as np
+from absl import flags
 
-from keras_preresnet import console, files
+from keras_preresnet import cli, files, models, preprocessing, runs, runtimes
+from keras_preresnet import labels as labels_lib
+from keras_preresnet.analysis import cam
+from keras_preresnet.datasets import DATASETS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 OUTPUT_FORMATS = (".csv", ".json")
 # Heat-map PNGs of smaller images are enlarged by an integer factor to at least this side.
 CAM_MIN_SIDE = 224
-EXIT_SOME_FAILED = 1
-EXIT_ERROR = 2
+PROG = "predict"
 
 
 @dataclasses.dataclass
@@ -46,8 +50,6 @@ class Classifier:
 
 
 def _keras_classifier(model, labels, preprocessing_name, description):
-    import keras
-
     size = model.input_shape[1]
     if size is None:
         raise ValueError(f"Model {model.name!r} has no fixed input size; build it with include_top=True.")
@@ -62,9 +64,6 @@ def _keras_classifier(model, labels, preprocessing_name, description):
 
 def load_classifier(model, weights=None, classes=None, preprocessing_name=None):
     """The ``Classifier`` of ``--model`` (a builder name, run folder, SavedModel, .tflite or .onnx)."""
-    from keras_preresnet import labels as labels_lib
-    from keras_preresnet import models, preprocessing, runs, runtimes
-
     path = os.fspath(model)
     if runs.is_run(path):
         keras_model, record = runs.build_from_run(path)
@@ -139,9 +138,6 @@ def read_image(path):
 
 def crop_box(height, width, preprocessing_name, image_size):
     """``(top, left, height, width)`` of the original image the network sees after preprocessing."""
-    from keras_preresnet import preprocessing
-    from keras_preresnet.datasets import DATASETS
-
     spec = preprocessing.PREPROCESSING[preprocessing_name]
     if spec["interpolation"] != "torch_bicubic":
         return 0, 0, height, width
@@ -220,9 +216,6 @@ def _write_png(path, image):
 
 def predict_files(classifier, files, top_k=5, batch_size=16, cam_dir=None, progress=None):
     """Labels ``files``; returns ``(rows, failures)``. Writes a Grad-CAM PNG per image to ``cam_dir``."""
-    from keras_preresnet import preprocessing
-    from keras_preresnet.analysis import cam
-
     rows, failures, used = [], [], set()
     progress = progress or Progress(len(files), False)
     for start in range(0, len(files), batch_size):
@@ -253,64 +246,58 @@ def predict_files(classifier, files, top_k=5, batch_size=16, cam_dir=None, progr
     return rows, failures
 
 
-def parser():
-    p = argparse.ArgumentParser(
-        prog="python -m keras_preresnet.predict",
-        description="Label images with a model's top-k classes.",
-    )
-    p.add_argument("images", nargs="+", help="image files, folders (searched recursively) or globs ('*.jpg')")
-    p.add_argument("--model", required=True,
-                   help="builder name (PreActResNet200), training run folder, SavedModel folder, .tflite or .onnx")
-    p.add_argument("--weights", default=None, help="with a builder name: imagenet, a .t7 or a .weights.h5 file")
-    p.add_argument("--classes", default=None,
-                   help="with a builder name: the number of classes or a label file (one label per line)")
-    p.add_argument("--preprocessing", default=None, choices=("imagenet", "cifar10", "cifar100"),
-                   help="with a builder name: the training set's preprocessing (default: from the layout)")
-    p.add_argument("--top_k", type=int, default=5, help="classes shown per image (default: %(default)s)")
-    p.add_argument("--output", default=None, help="write the predictions to a .csv or .json file")
-    p.add_argument("--batch_size", type=int, default=16, help="images per forward pass (default: %(default)s)")
-    p.add_argument("--cam", default=None, metavar="DIR",
-                   help="write a Grad-CAM heat-map PNG per image into DIR (Keras models)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
-    console.add_verbosity_argument(p)
-    return p
+FLAGS = cli.new_flags()
+flags.DEFINE_string("model", None, "builder name (PreActResNet200), training run folder, SavedModel folder, .tflite "
+                    "or .onnx", flag_values=FLAGS)
+flags.DEFINE_string("weights", None, "with a builder name: imagenet, a .t7 or a .weights.h5 file", flag_values=FLAGS)
+flags.DEFINE_string("classes", None, "with a builder name: the number of classes or a label file (one label per line)",
+                    flag_values=FLAGS)
+flags.DEFINE_enum("preprocessing", None, list(preprocessing.PREPROCESSING),
+                  "with a builder name: the training set's preprocessing (default: from the layout)", flag_values=FLAGS)
+flags.DEFINE_integer("top_k", 5, "classes shown per image", flag_values=FLAGS)
+flags.DEFINE_string("output", None, "write the predictions to a .csv or .json file", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 16, "images per forward pass", flag_values=FLAGS)
+flags.DEFINE_string("cam", None, "write a Grad-CAM heat-map PNG per image into this folder (Keras models)",
+                    flag_values=FLAGS)
+flags.DEFINE_bool("progress", None, "progress bar on stderr (default: when stderr is a terminal)", flag_values=FLAGS)
 
 
-def main(argv=None):
-    args = parser().parse_args(argv)
-    try:
-        if args.top_k < 1 or args.batch_size < 1:
-            raise ValueError(f"--top_k and --batch_size must be positive; received {args.top_k}, {args.batch_size}.")
-        if args.output is not None and not args.output.lower().endswith(OUTPUT_FORMATS):
-            raise ValueError(f"--output must end in {' or '.join(OUTPUT_FORMATS)}; received {args.output!r}.")
-        if args.output is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-            raise ValueError(f"The folder of --output={args.output!r} does not exist.")
-        files, failures = list_images(args.images)
-        classifier = load_classifier(args.model, args.weights, args.classes, args.preprocessing)
-        if args.cam is not None:
-            if classifier.keras_model is None:
-                raise ValueError("--cam needs a Keras model (a builder name or a training run), not an exported one.")
-            os.makedirs(args.cam, exist_ok=True)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"predict: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    enabled = sys.stderr.isatty() if args.progress is None else args.progress
-    rows, unreadable = predict_files(classifier, files, min(args.top_k, len(classifier.labels)), args.batch_size,
-                                     args.cam, Progress(len(files), enabled and len(files) > 1))
-    inputs = len(files) + len(failures)
+def _predict(images):
+    if not images:
+        raise cli.usage_error("Give one or more image files, folders or globs ('*.jpg').")
+    cli.check_arguments([PROG], FLAGS, ("model",))
+    if FLAGS.top_k < 1 or FLAGS.batch_size < 1:
+        raise ValueError(f"--top_k and --batch_size must be positive; received {FLAGS.top_k}, {FLAGS.batch_size}.")
+    if FLAGS.output is not None and not FLAGS.output.lower().endswith(OUTPUT_FORMATS):
+        raise ValueError(f"--output must end in {' or '.join(OUTPUT_FORMATS)}; received {FLAGS.output!r}.")
+    if FLAGS.output is not None and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
+        raise ValueError(f"The folder of --output={FLAGS.output!r} does not exist.")
+    found, failures = list_images(images)
+    classifier = load_classifier(FLAGS.model, FLAGS.weights, FLAGS.classes, FLAGS.preprocessing)
+    if FLAGS.cam is not None:
+        if classifier.keras_model is None:
+            raise ValueError("--cam needs a Keras model (a builder name or a training run), not an exported one.")
+        os.makedirs(FLAGS.cam, exist_ok=True)
+    enabled = sys.stderr.isatty() if FLAGS.progress is None else FLAGS.progress
+    rows, unreadable = predict_files(classifier, found, min(FLAGS.top_k, len(classifier.labels)), FLAGS.batch_size,
+                                     FLAGS.cam, Progress(len(found), enabled and len(found) > 1))
+    inputs = len(found) + len(failures)
     failures += unreadable
     for path, error in failures:
-        print(f"predict: skipped {path}: {error}", file=sys.stderr)
-    if args.output is None:
+        print(f"{PROG}: skipped {path}: {error}", file=sys.stderr)
+    if FLAGS.output is None:
         sys.stdout.write(format_table(rows))
     else:
-        write_output(args.output, rows, failures)
-        print(f"predict: wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+        write_output(FLAGS.output, rows, failures)
+        print(f"{PROG}: wrote {len(rows)} predictions to {FLAGS.output}", file=sys.stderr)
     if failures:
-        print(f"predict: {len(failures)} of {inputs} inputs could not be labelled.", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return 0
+        print(f"{PROG}: {len(failures)} of {inputs} inputs could not be labelled.", file=sys.stderr)
+        return cli.EXIT_FAILURE
+    return cli.EXIT_OK
+
+
+# ImportError: an exported model whose runtime (onnxruntime, ai-edge-litert) is not installed.
+main = cli.main_of(PROG, FLAGS, __doc__, _predict, failures=(ImportError,))
 
 
 def run():

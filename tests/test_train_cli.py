@@ -40,7 +40,7 @@ def test_help_lists_the_configs():
 def test_command_lines_refuse_missing_flags_and_stray_arguments_but_list_without_them(tmp_path):
     from absl import app
 
-    from keras_preresnet.train import cli
+    from keras_preresnet import cli
 
     given = type("Flags", (), dict(config="cifar10_resnet110", data_dir="", model_dir=None))()
     with pytest.raises(app.UsageError, match=r"Unexpected arguments: extra words"):
