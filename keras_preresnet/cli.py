@@ -45,8 +45,16 @@ def check_arguments(argv, flag_values, required=(), positional=False):
             raise usage_error(f"--{name} is required.")
 
 
-def report(prog, message):
-    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+def message(error):
+    """The one line that reports ``error``: its text, without the ``[Errno N]`` the OS's errors begin with."""
+    if isinstance(error, OSError) and type(error).__str__ is OSError.__str__ and error.strerror:
+        names = [repr(name) for name in (error.filename, error.filename2) if name is not None]
+        return error.strerror + (f": {' -> '.join(names)}" if names else "")
+    return str(error)
+
+
+def report(prog, text):
+    print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
 
 
 def ending(prog, main, failures=(), interrupted=None):
@@ -60,7 +68,7 @@ def ending(prog, main, failures=(), interrupted=None):
             report(prog, error)
             return EXIT_USAGE
         except FAILURES + tuple(failures) as error:
-            report(prog, error)
+            report(prog, message(error))
             return EXIT_FAILURE
         except KeyboardInterrupt:
             print(f"{prog}: interrupted" + (f"; {interrupted}" if interrupted else "."), file=sys.stderr, flush=True)

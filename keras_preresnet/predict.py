@@ -25,10 +25,8 @@ import keras
 import numpy as np
 from absl import flags
 
-from keras_preresnet import cli, files, models, preprocessing, runs, runtimes
-from keras_preresnet import labels as labels_lib
+from keras_preresnet import cli, files, preprocessing, resolve
 from keras_preresnet.analysis import cam
-from keras_preresnet.datasets import DATASETS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 OUTPUT_FORMATS = (".csv", ".json")
@@ -49,51 +47,17 @@ class Classifier:
     description: str = ""
 
 
-def _keras_classifier(model, labels, preprocessing_name, description):
-    size = model.input_shape[1]
-    if size is None:
-        raise ValueError(f"Model {model.name!r} has no fixed input size; build it with include_top=True.")
-    if len(labels) != model.output_shape[-1]:
-        raise ValueError(f"{len(labels)} labels for a model with {model.output_shape[-1]} classes.")
-
-    def run(batch):
-        return keras.ops.convert_to_numpy(model.predict(batch, verbose=0))
-
-    return Classifier(run, tuple(labels), preprocessing_name, int(size), model, description)
-
-
 def load_classifier(model, weights=None, classes=None, preprocessing_name=None):
     """The ``Classifier`` of ``--model`` (a builder name, run folder, SavedModel, .tflite or .onnx)."""
-    path = os.fspath(model)
-    if runs.is_run(path):
-        keras_model, record = runs.build_from_run(path)
-        return _keras_classifier(keras_model, runs.labels(record), record["preprocessing"]["name"],
-                                 f"training run {path}")
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
-        record = runtimes.read_record(os.path.join(path, runtimes.SAVED_MODEL_RECORD))
-        runner = runtimes.SavedModelClassifier(path)
-    elif path.lower().endswith(".tflite") and os.path.isfile(path):
-        record = runtimes.read_record(os.path.join(os.path.dirname(path), runtimes.RECORD_FILENAME))
-        runner = runtimes.LiteRTModel(path)
-    elif path.lower().endswith(".onnx") and os.path.isfile(path):
-        record = runtimes.read_record(os.path.join(os.path.dirname(path), runtimes.RECORD_FILENAME))
-        runner = runtimes.OnnxModel(path)
-    elif os.path.exists(path):
-        raise ValueError(
-            f"--model={path!r} is neither a training run (a folder with run.json), an exported SavedModel "
-            "folder, a .tflite nor an .onnx file."
-        )
-    else:
-        key = models.resolve_architecture(path)
-        count, labels = labels_lib.parse_classes(classes)
-        name = preprocessing_name or preprocessing.default_preprocessing(models.ARCHITECTURES[key]["layout"], count)
-        keras_model = models.build_named(key, weights=weights, classes=count)
-        labels = labels_lib.labels_for(keras_model.output_shape[-1], labels, name)
-        return _keras_classifier(keras_model, labels, name, f"{models.public_name(key)} (weights={weights})")
-    if weights is not None or classes is not None:
-        raise ValueError("--weights and --classes apply to a builder name; an exported model brings its own.")
-    return Classifier(runner.predict, tuple(record["labels"]), record["preprocessing"], int(record["image_size"]),
-                      description=path)
+    found = resolve.resolve(model, weights, classes, preprocessing_name, artifacts=True)
+    if found.model is None:
+        return Classifier(found.runner.predict, found.labels, found.preprocessing, found.image_size,
+                          description=found.description)
+
+    def run(batch):
+        return keras.ops.convert_to_numpy(found.model.predict(batch, verbose=0))
+
+    return Classifier(run, found.labels, found.preprocessing, found.image_size, found.model, found.description)
 
 
 def list_images(specs):
@@ -134,16 +98,6 @@ def read_image(path):
         raise ValueError(f"cannot read: {error.strerror or error}") from error
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         raise ValueError("not a readable JPEG, PNG, GIF or BMP image") from None
-
-
-def crop_box(height, width, preprocessing_name, image_size):
-    """``(top, left, height, width)`` of the original image the network sees after preprocessing."""
-    spec = preprocessing.PREPROCESSING[preprocessing_name]
-    if spec["interpolation"] != "torch_bicubic":
-        return 0, 0, height, width
-    scale = DATASETS[spec["dataset"]].eval_resize_for(image_size) / min(height, width)
-    side_h, side_w = min(height, round(image_size / scale)), min(width, round(image_size / scale))
-    return (height - side_h + 1) // 2, (width - side_w + 1) // 2, side_h, side_w
 
 
 class Progress:
@@ -236,7 +190,8 @@ def predict_files(classifier, files, top_k=5, batch_size=16, cam_dir=None, progr
             if cam_dir is not None:
                 maps = cam.grad_cam(classifier.keras_model, np.stack(inputs), probabilities.argmax(-1))
                 for path, image, heat in zip(chunk, images, maps):
-                    box = crop_box(image.shape[0], image.shape[1], classifier.preprocessing, classifier.image_size)
+                    box = preprocessing.crop_box(image.shape[0], image.shape[1], classifier.preprocessing,
+                                                 classifier.image_size)
                     # Small images (CIFAR's 32x32) are enlarged, pixel by pixel, to be seen.
                     factor = max(1, -(-CAM_MIN_SIDE // max(image.shape[:2])))
                     image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)

@@ -176,9 +176,3 @@ def test_cam_of_an_exported_model_is_refused(exported, images, tmp_path, capsys)
     _, paths = exported
     status = predict.main(images[1][:1] + [f"--model={paths['saved_model']}", f"--cam={tmp_path}"])
     assert status == cli.EXIT_FAILURE and "--cam needs a Keras model" in capsys.readouterr().err
-
-
-def test_crop_box_is_the_centre_crop_in_original_pixels():
-    # 300x400: shorter side 300 -> 256 for a 224 crop, so the crop covers 224 * 300 / 256 = 262.5 pixels.
-    assert predict.crop_box(300, 400, "imagenet", 224) == (19, 69, 262, 262)
-    assert predict.crop_box(40, 60, "cifar10", 32) == (0, 0, 40, 60)

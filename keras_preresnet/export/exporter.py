@@ -20,7 +20,7 @@ import shutil
 
 import keras_preresnet
 from keras_preresnet import files
-from keras_preresnet.export import images, parity, saved_model, tflite, versions
+from keras_preresnet.export import images, onnx, parity, saved_model, tflite, versions
 from keras_preresnet import runtimes
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -180,8 +180,6 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
                                          reference, calibration_files, context, log)
                 runtimes.write_record(os.path.join(staged["tflite"].path, runtimes.RECORD_FILENAME), **record)
             if "onnx" in staged:
-                from keras_preresnet.export import onnx
-
                 path = os.path.join(staged["onnx"].path, onnx.FILENAME)
                 log("Converting to ONNX ...")
                 onnx.convert(scratch, path)
