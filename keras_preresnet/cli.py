@@ -88,9 +88,20 @@ def _parse_global_flags(prog):
     return parse
 
 
+def _help_from(module):
+    """absl's ``--help`` describes the script it runs (``sys.argv[0]``) and its flags: a console script
+    (``keras-preresnet-train``, ``keras-preresnet train``) runs ``module``, so lend it that module's."""
+    script, main_module = sys.argv[0], sys.modules.get("__main__")
+    for flag in flags.FLAGS.flags_by_module_dict().get(module.__name__, ()):
+        flags.FLAGS.register_flag_by_module(script, flag)
+    if main_module is not None and main_module is not module and not main_module.__doc__:
+        main_module.__doc__ = module.__doc__
+
+
 def run(prog, main, failures=(), interrupted=None):
     """Runs a command whose flags are on absl's global ``FLAGS`` (absl's ``--help`` and ``--verbosity``),
     with the shared error ending and exit codes."""
+    _help_from(sys.modules[main.__module__])
     app.run(ending(prog, main, failures, interrupted), flags_parser=_parse_global_flags(prog))
 
 
