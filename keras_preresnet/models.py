@@ -19,6 +19,7 @@ import keras
 from keras_preresnet import features
 from keras_preresnet import layers as units
 from keras_preresnet import preprocessing
+from keras_preresnet import looped_models
 from keras_preresnet import stages as stage_loops
 from keras_preresnet.datasets import DATASETS
 from keras_preresnet.layers import TorchConv2D, batch_norm
@@ -443,7 +444,7 @@ def build_resnet(
     x = head(x, unit_cls, include_top, pooling, classes, classifier_activation, kernel_regularizer)
 
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    model = stage_loops.functional_model(inputs, x, name=name or _default_name(unit, depth, layout))
+    model = looped_models.functional_model(inputs, x, name=name or _default_name(unit, depth, layout))
 
     if weights is not None:
         weights_lib.load_into(model, weights, architecture)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_preresnet import layers as L
-from keras_preresnet import models, stages
+from keras_preresnet import looped_models, models, stages
 from model_testing import randomize_batchnorm
 
 BACKEND = keras.backend.backend()
@@ -29,7 +29,7 @@ def _pair(unit="full_preactivation", form=None, shortcut="identity", shortcut_op
     unrolled = models.build_resnet(depth, scan_units=False, **options)
     randomize_batchnorm(unrolled, seed=1)
     looped = models.build_resnet(depth, scan_units=True, remat=remat, **options)
-    stages.copy_weights(unrolled, looped)
+    looped_models.copy_weights(unrolled, looped)
     return unrolled, looped
 
 
@@ -146,7 +146,7 @@ def _check_exact(unit, form, shortcut, xla=False, remat=False):
 def test_auto_loops_long_stages_only():
     assert stages.loops("auto", stages.AUTO_MIN_UNITS) and not stages.loops("auto", stages.AUTO_MIN_UNITS - 1)
     assert stages.loops(True, 3) and not stages.loops(True, 2) and not stages.loops(False, 100)
-    assert not stages.is_looped(models.build_resnet(20, input_shape=SHAPE))
+    assert not looped_models.is_looped(models.build_resnet(20, input_shape=SHAPE))
     with pytest.raises(ValueError, match=r"`scan_units` must be 'auto', True or False; received scan_units='yes'"):
         models.build_resnet(20, scan_units="yes")
 
@@ -315,7 +315,7 @@ def test_looped_model_round_trips_through_a_keras_archive(tmp_path):
     path = str(tmp_path / "looped.keras")
     looped.save(path)
     restored = keras.models.load_model(path)
-    assert isinstance(restored, stages.LoopedModel)
+    assert isinstance(restored, looped_models.LoopedModel)
     x = _x()
     np.testing.assert_array_equal(_np(restored(x, training=False)), _np(looped(x, training=False)))
 
@@ -324,8 +324,8 @@ def test_unroll_and_fold_batchnorm_give_the_looped_function_with_a_layer_per_uni
     from keras_preresnet import fold_batchnorm
 
     _, looped = _pair("original", "bottleneck", "conv1x1")
-    twin = stages.unroll(looped)
-    assert not stages.is_looped(twin)
+    twin = looped_models.unroll(looped)
+    assert not looped_models.is_looped(twin)
     assert twin.get_layer("conv4_block3").name == "conv4_block3"
     assert twin.count_params() == looped.count_params()
     x = _x()
@@ -421,7 +421,7 @@ def test_looped_net_learns_on_real_images_like_the_unrolled_one(cifar_dir):
     y = labels[:64]
     built = [models.build_resnet(20, units_per_stage=(1, 1, 3), input_shape=x.shape[1:], classes=10, scan_units=scan,
                                  classifier_activation=None) for scan in (False, True)]
-    stages.copy_weights(*built)  # the same starting weights
+    looped_models.copy_weights(*built)  # the same starting weights
     initial, histories = [], []
     for model in built:
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
@@ -447,7 +447,7 @@ def test_torch7_checkpoint_converts_into_a_looped_model(tmp_path):
     writer.save(path, writer.released_preresnet(blocks=blocks, classes=7))
     built = [models.build_resnet(200, layout="imagenet", units_per_stage=blocks, classes=7, input_shape=(32, 32, 3),
                                  classifier_activation=None, scan_units=scan, weights=path) for scan in (False, True)]
-    assert stages.is_looped(built[1])
+    assert looped_models.is_looped(built[1])
     x = np.random.RandomState(2).rand(2, 32, 32, 3).astype("float32")
     expected = _np(built[0](x, training=False))
     assert expected.std() > 0.01

@@ -135,7 +135,7 @@ def export_model(
             staged[fmt] = versions.StagedVersion(bases[fmt], version)
         log(f"Exporting {servable.name} version {version} ({', '.join(formats)}) on {len(parity_files)} parity images.")
         # TFLite and ONNX want straight-line graphs: looped stages are exported unrolled.
-        servable = dataclasses.replace(servable, model=keras_preresnet.stages.unroll(servable.model))
+        servable = dataclasses.replace(servable, model=keras_preresnet.looped_models.unroll(servable.model))
         preprocessed = images.preprocessed_batch(servable, parity_files)
         reference = servable.model.predict(preprocessed, verbose=0)
         exported = servable

@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras_preresnet import preprocessing, resolve
 from keras_preresnet.labels import read_labels  # noqa: F401 (export API)
 from keras_preresnet.layers import check_choice
-from keras_preresnet.models import resolve_architecture
+from keras_preresnet.models import resolve_architecture  # noqa: F401 (export API)
 
 PREPROCESSING = tuple(preprocessing.PREPROCESSING)
 

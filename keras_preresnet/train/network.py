@@ -42,7 +42,7 @@ def build_network(config, classes, *, depth=None, image_size=None, init_weights=
         features = model.get_layer("avg_pool").output
         # Logits stay float32 under mixed precision (as the library's own classifier).
         logits = keras.layers.Dense(classes, name=HEAD, dtype="float32")(features)
-        model = keras_preresnet.stages.functional_model(model.inputs, logits, name=model.name)
+        model = keras_preresnet.looped_models.functional_model(model.inputs, logits, name=model.name)
     return model
 
 
