@@ -46,8 +46,9 @@ def check_arguments(argv, flag_values, required=(), positional=False):
 
 
 def message(error):
-    """The one line that reports ``error``: its text, without the ``[Errno N]`` the OS's errors begin with."""
-    if isinstance(error, OSError) and type(error).__str__ is OSError.__str__ and error.strerror:
+    """The one line that reports ``error``: its text, without the ``[Errno N]`` the OS's own errors begin
+    with (subclasses of the package, such as a write error, already say it all)."""
+    if isinstance(error, OSError) and type(error).__module__ == "builtins" and error.strerror:
         names = [repr(name) for name in (error.filename, error.filename2) if name is not None]
         return error.strerror + (f": {' -> '.join(names)}" if names else "")
     return str(error)

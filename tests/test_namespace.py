@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from support import REPO
+from support import subprocess_env
 
 MARKER = "IMPOSTOR RAN"
 
@@ -23,33 +23,24 @@ def crowded(tmp_path_factory):
     return folder
 
 
-def _run(command, folder):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
-
-
-@pytest.mark.parametrize("module, arguments, expected", [
-    ("keras_preresnet.train", ["--list_configs"], "cifar10_preact_resnet164"),
-    ("keras_preresnet.export", ["--help"], "--formats"),
-    ("keras_preresnet.predict", ["--help"], "--top_k"),
-    ("keras_preresnet", ["train", "--list_configs"], "cifar10_preact_resnet164"),
+@pytest.mark.parametrize("command, arguments, expected", [
+    (["-m", "keras_preresnet.train"], ["--list_configs"], "cifar10_preact_resnet164"),
+    (["-m", "keras_preresnet.export"], ["--help"], "--formats"),
+    (["-m", "keras_preresnet.predict"], ["--help"], "--top_k"),
+    (["-m", "keras_preresnet"], ["train", "--list_configs"], "cifar10_preact_resnet164"),
+    (["keras-preresnet-train"], ["--list_configs"], "cifar10_preact_resnet164"),
+    (["keras-preresnet-export"], ["--help"], "--formats"),
+    (["keras-preresnet-predict"], ["--help"], "--top_k"),
+    (["keras-preresnet"], ["predict", "--help"], "--top_k"),
 ])
-def test_modules_run_ours_beside_a_train_py_and_an_export_folder(crowded, module, arguments, expected):
-    result = _run([sys.executable, "-m", module, *arguments], crowded)
-    assert MARKER not in result.stdout + result.stderr
-    assert expected in result.stdout, result.stderr[-2000:]
-
-
-@pytest.mark.parametrize("script, arguments, expected", [
-    ("keras-preresnet-train", ["--list_configs"], "cifar10_preact_resnet164"),
-    ("keras-preresnet-export", ["--help"], "--formats"),
-    ("keras-preresnet-predict", ["--help"], "--top_k"),
-    ("keras-preresnet", ["predict", "--help"], "--top_k"),
-])
-def test_console_scripts_run_ours_beside_a_train_py_and_an_export_folder(crowded, script, arguments, expected):
-    path = os.path.join(os.path.dirname(sys.executable), script)
-    if not os.path.exists(path):
-        pytest.skip(f"{script} is not installed next to {sys.executable} (pip install -e .)")
-    result = _run([path, *arguments], crowded)
+def test_command_lines_run_ours_beside_a_train_py_and_an_export_folder(crowded, command, arguments, expected):
+    """``python -m ...`` and the console scripts (found next to the interpreter: an editable install)."""
+    if command[0] == "-m":
+        command = [sys.executable, *command]
+    else:
+        command = [os.path.join(os.path.dirname(sys.executable), command[0])]
+        if not os.path.exists(command[0]):
+            pytest.skip(f"{os.path.basename(command[0])} is not installed next to {sys.executable} (pip install -e .)")
+    result = subprocess.run(command + arguments, cwd=crowded, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert MARKER not in result.stdout + result.stderr
     assert expected in result.stdout, result.stderr[-2000:]
