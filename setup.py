@@ -1,4 +1,9 @@
+import re
+
 from setuptools import find_packages, setup
+
+# Read, not imported: importing keras_preresnet would need Keras before it is installed.
+VERSION = re.search(r'__version__ = "([^"]+)"', open("keras_preresnet/version.py", encoding="utf-8").read()).group(1)
 
 # TensorFlow is an extra, as in keras-hub and tensorflow-datasets: pick `tf` (GPU-capable wheel) or
 # `tf-cpu` (smaller, CPU only). The library itself also runs on Keras' JAX and PyTorch backends.
@@ -15,7 +20,7 @@ EXTRAS["bench"] = ["timm>=1.0.29"]  # kept out of "all": timm pulls a torchvisio
 
 setup(
     name="keras_preresnet",
-    version="0.1.0",
+    version=VERSION,
     description="Pre-activation ResNets (He et al., 2016) and the original ResNets in Keras 3, paper-exact.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -28,6 +33,7 @@ setup(
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
+            "keras-preresnet=keras_preresnet.__main__:run",
             "keras-preresnet-predict=keras_preresnet.predict:run",
             "keras-preresnet-train=keras_preresnet.train.__main__:run",
             "keras-preresnet-export=keras_preresnet.export.__main__:run",

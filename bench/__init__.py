@@ -1,1 +1,1 @@
-"""Benchmarks of keras_preresnet against its peers (issue 6); not part of the installed package."""
+"""Benchmarks of keras_preresnet against its peers; not part of the installed package."""

@@ -1,4 +1,4 @@
-"""Compile time and memory of deep nets, unrolled against looped stages (issue 10), on the CPU.
+"""Compile time and memory of deep nets, unrolled against looped stages, on the CPU.
 
     python -m bench.compile_time                      # the whole PLAN (tens of minutes)
     python -m bench.compile_time --models=preact_resnet164 --backends=jax --forms=unrolled,looped
@@ -41,7 +41,7 @@ FORMS = {
 }
 BACKENDS = ("tensorflow", "jax")
 BATCH = 8
-# The measurements the issue's targets need, the headline first: (model, backend, forms). Remat is
+# The measurements the targets need, the headline first: (model, backend, forms). Remat is
 # measured on JAX, where XLA reports the step's temporary buffers, and on TensorFlow by peak resident
 # memory; ResNet-200's target is on JAX.
 PLAN = [

@@ -1,4 +1,4 @@
-"""Images/s, compile time and peak memory of keras_preresnet against its peers, in one run (issue 6).
+"""Images/s, compile time and peak memory of keras_preresnet against its peers, in one run.
 
     python -m bench.gpu_throughput --device=gpu                 # every workload, every implementation
     python -m bench.gpu_throughput --device=cpu --quick         # CPU smoke run at a tiny size

@@ -1,4 +1,4 @@
-"""The workloads of issue 6 and their targets, decided once here.
+"""The benchmark's workloads and their targets, decided once here.
 
 Each workload names a keras_preresnet architecture, whether it trains or predicts, its batch and
 input size, and the target keras_preresnet must reach against the peers measured in the same run.

@@ -27,7 +27,8 @@ from keras_preresnet.layers import (
     ShortcutOnlyGatingShortcut,
     TorchConv2D,
 )
-from keras_preresnet.stages import LoopedModel, ScannedStage, unroll
+from keras_preresnet.looped_models import LoopedModel, unroll
+from keras_preresnet.stages import ScannedStage
 from keras_preresnet.preprocessing import decode_predictions, imagenet_classes, preprocess_input
 from keras_preresnet.models import (
     ARCHITECTURES,
@@ -65,5 +66,4 @@ from keras_preresnet.models import (
     build_resnet,
     list_models,
 )
-
-__version__ = "0.1.0"
+from keras_preresnet.version import __version__

@@ -2,9 +2,9 @@
 
 TensorFlow 2.21 writes lines such as ``oneDNN custom operations are on ...`` and ``WARNING: All log
 messages before absl::InitializeLog() is called are written to STDERR`` from C++ while it loads, before
-``TF_CPP_MIN_LOG_LEVEL`` takes effect. The package's command lines (``python -m keras_preresnet.predict``,
-``keras_preresnet.convert``, ``keras_preresnet.train``, ``keras_preresnet.export`` and their console scripts) load TensorFlow with file
-descriptor 2 sent to a temporary file and pass on every line that is not known start-up noise.
+``TF_CPP_MIN_LOG_LEVEL`` takes effect. The package's command lines (the modules of ``COMMANDS`` run with
+``python -m``, and the console scripts) load TensorFlow with file descriptor 2 sent to a temporary file
+and pass on every line that is not known start-up noise.
 
 The level: ``--verbosity`` on the command line (absl's scale: ``-3`` fatal ... ``0`` info, ``1`` debug,
 or those names) if given; else ``$TF_CPP_MIN_LOG_LEVEL`` if set; else errors only (level 2). Start-up
@@ -13,7 +13,6 @@ lines are shown at TensorFlow log level 0 (``--verbosity=info`` or ``TF_CPP_MIN_
 Importing this module imports nothing heavy: it runs before Keras and TensorFlow are loaded.
 """
 
-import argparse
 import contextlib
 import logging
 import os
@@ -21,10 +20,20 @@ import sys
 import tempfile
 
 LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
-# The modules (``python -m``) and console scripts that are this package's command lines.
-COMMAND_MODULES = ("keras_preresnet.predict", "keras_preresnet.convert", "keras_preresnet.train",
-                   "keras_preresnet.train.evaluate", "keras_preresnet.train.table", "keras_preresnet.export")
-COMMAND_SCRIPTS = ("keras-preresnet-predict", "keras-preresnet-train", "keras-preresnet-export")
+# The package's command lines: the subcommands of ``keras-preresnet`` and the module each one runs
+# (``python -m MODULE``). The per-tool console scripts are ``keras-preresnet-<subcommand>``.
+COMMANDS = {
+    "train": "keras_preresnet.train",
+    "export": "keras_preresnet.export",
+    "predict": "keras_preresnet.predict",
+    "convert": "keras_preresnet.convert",
+    "table": "keras_preresnet.train.table",
+    "evaluate": "keras_preresnet.train.evaluate",
+    "plot_layer_responses": "keras_preresnet.plot_layer_responses",
+}
+SCRIPT = "keras-preresnet"
+COMMAND_MODULES = ("keras_preresnet", *COMMANDS.values())
+COMMAND_SCRIPTS = (SCRIPT, *(f"{SCRIPT}-{name}" for name in ("predict", "train", "export")))
 # Lines TensorFlow and its libraries write while loading; nothing a user of the command lines acts on.
 STARTUP_NOISE = (
     "All log messages before absl::InitializeLog() is called",
@@ -55,20 +64,6 @@ def parse_verbosity(value):
             f"--verbosity must be an integer (-3 fatal ... 0 info, 1 debug) or one of "
             f"{', '.join(VERBOSITY_NAMES)}; received {value!r}."
         ) from None
-
-
-def add_verbosity_argument(parser):
-    """Adds ``-v/--verbosity`` to an argparse command line (absl command lines have their own)."""
-
-    def verbosity(value):
-        try:
-            return parse_verbosity(value)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    parser.add_argument("-v", "--verbosity", default=None, type=verbosity,
-                        help="log level of TensorFlow and absl: -3 fatal ... 0 info, 1 debug, or a level name "
-                             "(default: errors only, or $TF_CPP_MIN_LOG_LEVEL)")
 
 
 def verbosity_in(argv):

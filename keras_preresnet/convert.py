@@ -1,13 +1,14 @@
 """Command line: convert fb.resnet.torch's ``resnet-200.t7`` into a Keras weights file.
 
-    python -m keras_preresnet.convert resnet-200.t7 preact_resnet200.weights.h5
+    python -m keras_preresnet.convert resnet-200.t7 preact_resnet200.weights.h5 [--architecture=NAME] [--use_bias]
 """
 
-import argparse
 import os
 import sys
 
-from keras_preresnet import console, files, models
+from absl import flags
+
+from keras_preresnet import cli, files, models
 from keras_preresnet.pretrained import converter, weights
 
 
@@ -25,27 +26,31 @@ def convert_file(t7_path, output_path, architecture=weights.DEFAULT_ARCHITECTURE
     return files.save_weights(model, output_path)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m keras_preresnet.convert",
-        description="Convert fb.resnet.torch's resnet-200.t7 (Torch7) into a Keras weights file.",
-    )
-    parser.add_argument("t7", help="the Torch7 checkpoint, e.g. resnet-200.t7")
-    parser.add_argument("output", help="the Keras weights file to write, ending in .weights.h5")
-    parser.add_argument("--architecture", default=weights.DEFAULT_ARCHITECTURE, choices=sorted(models.ARCHITECTURES),
-                        help="the Keras architecture to convert into (default: %(default)s)")
-    parser.add_argument("--use-bias", action="store_true",
-                        help="build the model with conv biases (needed only for non-zero biases without BN)")
-    console.add_verbosity_argument(parser)
-    args = parser.parse_args(argv)
-    try:
-        convert_file(args.t7, args.output, args.architecture, use_bias=args.use_bias)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.output} (SHA-256 {weights.file_sha256(args.output)})")
-    return 0
+PROG = "convert"
+FLAGS = cli.new_flags()
+flags.DEFINE_enum("architecture", weights.DEFAULT_ARCHITECTURE, sorted(models.ARCHITECTURES),
+                  "the Keras architecture to convert into", flag_values=FLAGS)
+flags.DEFINE_bool("use_bias", False, "build the model with conv biases (needed only for non-zero biases without BN)",
+                  flag_values=FLAGS)
+flags.DEFINE_alias("use-bias", "use_bias", flag_values=FLAGS)
+
+
+def _convert(arguments):
+    if len(arguments) != 2:
+        raise cli.usage_error("Give the Torch7 checkpoint (e.g. resnet-200.t7) and the Keras weights file to write "
+                              f"(ending in .weights.h5); received {len(arguments)} arguments.")
+    t7, output = arguments
+    convert_file(t7, output, FLAGS.architecture, use_bias=FLAGS.use_bias)
+    print(f"wrote {output} (SHA-256 {weights.file_sha256(output)})")
+    return cli.EXIT_OK
+
+
+main = cli.main_of(PROG, FLAGS, __doc__, _convert)
+
+
+def run():
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -2,6 +2,8 @@
 for the CIFAR-10/100 python-pickle batches (the layout of the original archives)."""
 
 import dataclasses
+import functools
+import json
 import os
 import pickle
 
@@ -9,6 +11,9 @@ import numpy as np
 
 from keras_preresnet import defaults
 
+CLASS_INDEX_PATH = os.path.join(os.path.dirname(__file__), "data", "imagenet_class_index.json")
+# Where the command lines (demo, plot_layer_responses) and the tests look for CIFAR when not told.
+CIFAR_DIR_ENV = "KERAS_PRERESNET_CIFAR_DIR"
 _CIFAR_FILES = {
     ("cifar10", "train"): ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)]),
     ("cifar10", "test"): ("cifar-10-batches-py", ["test_batch"]),
@@ -53,6 +58,21 @@ DATASETS = {
         1000, tuple(255 * m for m in defaults.IMAGENET_MEAN), tuple(255 * s for s in defaults.IMAGENET_STD), 224, 256
     ),
 }
+
+
+@functools.lru_cache(maxsize=None)
+def imagenet_classes():
+    """The 1000 ImageNet classes as ``((wnid, name), ...)`` in the model's output order (sorted wnids)."""
+    with open(CLASS_INDEX_PATH, encoding="utf-8") as f:
+        rows = json.load(f)
+    return tuple((str(wnid), str(name)) for wnid, name in rows)
+
+
+def dataset_labels(dataset):
+    """The class names of a dataset of ``DATASETS`` in label order, or None where none ship."""
+    if dataset == "imagenet2012":
+        return tuple(name for _, name in imagenet_classes())
+    return DATASETS[dataset].labels
 
 
 def load_cifar(root, name="cifar10", split="train"):

@@ -11,9 +11,15 @@ import os
 import pathlib
 import time
 
-from absl import app, flags
+import keras
+import numpy as np
+from absl import flags
 
-CIFAR_DIR_ENV = "KERAS_PRERESNET_CIFAR_DIR"
+import keras_preresnet as kp
+from keras_preresnet import cli, datasets, preprocessing
+from keras_preresnet.models import ARCHITECTURES, LAYOUTS
+
+CIFAR_DIR_ENV = datasets.CIFAR_DIR_ENV
 # The documented default (README): the project's shared data folder beside the checkout.
 _DEFAULT_CIFAR = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-subset"
 
@@ -36,21 +42,14 @@ def _accuracy(model, images, labels):
 
 
 def main(argv):
-    del argv
-    import keras
-    import numpy as np
-
-    import keras_preresnet as kp
-    from keras_preresnet import datasets
-    from keras_preresnet.models import ARCHITECTURES, LAYOUTS
-
+    cli.check_arguments(argv, FLAGS)
     try:
         key = kp.models.resolve_architecture(FLAGS.model)
     except ValueError:
         key = None
     if key is None or ARCHITECTURES[key]["layout"] != "cifar":
         cifar = sorted(kp.models.public_name(k) for k, v in ARCHITECTURES.items() if v["layout"] == "cifar")
-        raise app.UsageError(f"--model must be a CIFAR network, one of {cifar}; got {FLAGS.model!r}.")
+        raise cli.usage_error(f"--model must be a CIFAR network, one of {cifar}; got {FLAGS.model!r}.")
     spec = ARCHITECTURES[key]
 
     model = kp.build_named(key)
@@ -65,14 +64,12 @@ def main(argv):
     print(f"  paper's CIFAR-10 test error {kp.models.PAPER_ERRORS.get((key, 'cifar10'), '-')}%")
 
     if not os.path.isdir(FLAGS.cifar_dir):
-        raise app.UsageError(
+        raise cli.usage_error(
             f"No CIFAR-10 folder at {FLAGS.cifar_dir}: pass --cifar_dir=DIR (the folder holding "
             f"cifar-10-batches-py) or set ${CIFAR_DIR_ENV}."
         )
     x_test, y_test = datasets.load_cifar(FLAGS.cifar_dir, "cifar10", "test")
-    cifar10 = datasets.DATASETS["cifar10"]
-    mean, std = np.array(cifar10.mean), np.array(cifar10.std)
-    normalize = lambda images: ((images.astype("float32") - mean) / std).astype("float32")  # noqa: E731
+    normalize = lambda images: preprocessing.preprocess(images, "cifar10")  # noqa: E731
     x_test, y_test = normalize(x_test[: FLAGS.images]), y_test[: FLAGS.images]
     accuracy, speed = _accuracy(model, x_test, y_test)
     print(f"\nUntrained on {len(x_test)} real CIFAR-10 test images: accuracy {accuracy:.3f} "
@@ -100,5 +97,9 @@ def main(argv):
               f"first step includes tracing): accuracy {accuracy:.3f}, {speed:.0f} images/s")
 
 
+def run():
+    cli.run("demo", main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_preresnet import stages
+from keras_preresnet import looped_models
 from keras_preresnet.layers import ResidualUnit, TorchConv2D
 
 
@@ -81,7 +81,7 @@ def fold_batchnorm(model):
     and export only: training it would train without those BatchNorms.
     """
     # Folding rewrites units one by one; a looped stage folds as its unrolled units.
-    model = stages.unroll(model)
+    model = looped_models.unroll(model)
     pairs = _conv_bn_pairs(model)
     folded_convs = {conv.name for conv in pairs.values()}
 

@@ -3,7 +3,7 @@
 import os
 
 from keras_preresnet import preprocessing
-from keras_preresnet.datasets import DATASETS
+from keras_preresnet.datasets import dataset_labels
 
 
 def read_labels(path):
@@ -22,13 +22,6 @@ def read_labels(path):
             + (f"lines {blank[:5]} are blank." if blank else "it is empty.")
         )
     return tuple(labels)
-
-
-def dataset_labels(dataset):
-    """The class names of a dataset of ``DATASETS`` in label order, or None where none ship."""
-    if dataset == "imagenet2012":
-        return tuple(name for _, name in preprocessing.imagenet_classes())
-    return DATASETS[dataset].labels
 
 
 def default_labels(preprocessing_name, classes):
@@ -58,8 +51,13 @@ def parse_classes(value):
     return len(labels), labels
 
 
+def numbered(count):
+    """The labels of classes without names: ``'0'``, ``'1'``, ..."""
+    return tuple(str(i) for i in range(count))
+
+
 def labels_for(count, labels, preprocessing_name):
     """The labels to show: the given ones, else the dataset's names for ``count``, else ``'0'``, ``'1'``..."""
     if labels is not None:
         return tuple(labels)
-    return default_labels(preprocessing_name, count) or tuple(str(i) for i in range(count))
+    return default_labels(preprocessing_name, count) or numbered(count)

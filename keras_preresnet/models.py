@@ -19,10 +19,12 @@ import keras
 from keras_preresnet import defaults, features
 from keras_preresnet import layers as units
 from keras_preresnet import preprocessing
+from keras_preresnet import looped_models
 from keras_preresnet import stages as stage_loops
 from keras_preresnet.datasets import DATASETS
 from keras_preresnet.layers import TorchConv2D, batch_norm
 from keras_preresnet.pretrained import weights as weights_lib
+from keras_preresnet.published import PAPER_ERRORS  # noqa: F401 (models.PAPER_ERRORS, as before)
 
 CIFAR = "cifar"
 IMAGENET = "imagenet"
@@ -78,37 +80,6 @@ ARCHITECTURES = {
     "preact_resnet101": dict(depth=101, unit="full_preactivation", layout=IMAGENET),
     "preact_resnet152": dict(depth=152, unit="full_preactivation", layout=IMAGENET),
     "preact_resnet200": dict(depth=200, unit="full_preactivation", layout=IMAGENET),
-}
-# Published test errors (%) by (architecture, dataset): CIFAR median of 5 runs (ResNet paper Table 6;
-# Identity Mappings paper Tables 2-4), ImageNet top-1 of a single model (ResNet paper Table 4,
-# Identity Mappings paper Table 5).
-PAPER_ERRORS = {
-    ("resnet20", "cifar10"): "8.75",
-    ("resnet32", "cifar10"): "7.51",
-    ("resnet44", "cifar10"): "7.17",
-    ("resnet56", "cifar10"): "6.97",
-    ("resnet110", "cifar10"): "6.61",
-    ("resnet164", "cifar10"): "5.93",
-    ("resnet1001", "cifar10"): "7.61",
-    ("resnet1202", "cifar10"): "7.93",
-    ("preact_resnet110", "cifar10"): "6.37",
-    ("preact_resnet164", "cifar10"): "5.46",
-    ("preact_resnet1001", "cifar10"): "4.92",
-    ("plain110", "cifar10"): ">60",  # the ResNet paper draws its plain nets only (Fig. 6): "higher than 60%"
-    ("resnet18", "imagenet2012"): "27.88",
-    ("resnet34", "imagenet2012"): "21.84",
-    ("resnet50", "imagenet2012"): "20.74",
-    ("resnet101", "imagenet2012"): "19.87",
-    ("resnet152", "imagenet2012"): "19.38",
-    ("resnet200", "imagenet2012"): "21.8",
-    ("plain18", "imagenet2012"): "27.94",  # ResNet paper Table 2, 10-crop, as its ResNet-18
-    ("plain34", "imagenet2012"): "28.54",
-    ("preact_resnet152", "imagenet2012"): "21.1",
-    ("preact_resnet200", "imagenet2012"): "20.7",
-    ("resnet164", "cifar100"): "25.16",
-    ("preact_resnet164", "cifar100"): "24.33",
-    ("resnet1001", "cifar100"): "27.82",
-    ("preact_resnet1001", "cifar100"): "22.71",
 }
 
 
@@ -475,7 +446,7 @@ def build_resnet(
     x = head(x, unit_cls, include_top, pooling, classes, classifier_activation, kernel_regularizer)
 
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    model = stage_loops.functional_model(inputs, x, name=name or _default_name(unit, depth, layout))
+    model = looped_models.functional_model(inputs, x, name=name or _default_name(unit, depth, layout))
 
     if weights is not None:
         weights_lib.load_into(model, weights, architecture)

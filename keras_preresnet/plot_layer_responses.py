@@ -6,14 +6,14 @@
 See ``keras_preresnet.analysis.layer_responses`` for what is measured.
 """
 
-import argparse
 import json
 import os
 import sys
 
 import numpy as np
+from absl import flags
 
-from keras_preresnet import files
+from keras_preresnet import cli, datasets, files, models, preprocessing
 from keras_preresnet.analysis.layer_responses import layer_responses, plot_layer_responses, ranked
 
 
@@ -24,59 +24,54 @@ def _short(path):
 
 
 def _images_for(layout, cifar_dir, count):
-    from keras_preresnet import datasets, preprocessing
-
+    """CIFAR-10 test images prepared as the layout's training set was (CIFAR-10's or ImageNet's)."""
     raw, _ = datasets.load_cifar(cifar_dir, "cifar10", "test")
-    raw = raw[:count]
-    if layout == "cifar":
-        cifar10 = datasets.DATASETS["cifar10"]
-        return ((raw.astype("float32") - np.array(cifar10.mean)) / np.array(cifar10.std)).astype("float32")
-    return preprocessing.preprocess_input(raw)
+    return preprocessing.preprocess(raw[:count], preprocessing.default_preprocessing(layout))
 
 
-def main(argv=None):
-    from keras_preresnet import models
+PROG = "plot_layer_responses"
+FLAGS = cli.new_flags()
+flags.DEFINE_multi_string("model", None, "NAME[=WEIGHTS]: an architecture (e.g. resnet20, PlainNet56, preact_resnet200) "
+                          "and optionally its weights ('imagenet' or a weights file, e.g. a run's best.weights.h5); "
+                          "repeat for each model to draw", flag_values=FLAGS)
+flags.DEFINE_string("cifar_dir", None, "folder holding cifar-10-batches-py; its test images are the inputs "
+                    "(default: $KERAS_PRERESNET_CIFAR_DIR)", flag_values=FLAGS)
+flags.DEFINE_integer("images", 500, "test images to use", flag_values=FLAGS)
+flags.DEFINE_integer("classes", None, "classes of the weights' head if not the layout's", flag_values=FLAGS)
+flags.DEFINE_string("output", None, "the PNG file to write", flag_values=FLAGS)
+flags.DEFINE_string("json", None, "also write the standard deviations to this JSON file", flag_values=FLAGS)
 
-    parser = argparse.ArgumentParser(
-        prog="python -m keras_preresnet.plot_layer_responses",
-        description="Draw the ResNet paper's Fig. 7 (std of each 3x3 layer's response) for several models.",
-    )
-    parser.add_argument("--model", action="append", required=True, metavar="NAME[=WEIGHTS]",
-                        help="an architecture (e.g. resnet20, PlainNet56, preact_resnet200) and optionally its "
-                             "weights ('imagenet' or a weights file, e.g. a run's best.weights.h5); repeat "
-                             "for each model to draw")
-    parser.add_argument("--cifar_dir", default=os.environ.get("KERAS_PRERESNET_CIFAR_DIR"),
-                        help="folder holding cifar-10-batches-py; its test images are the inputs "
-                             "(default: $KERAS_PRERESNET_CIFAR_DIR)")
-    parser.add_argument("--images", type=int, default=500, help="test images to use (default: %(default)s)")
-    parser.add_argument("--classes", type=int, default=None, help="classes of the weights' head if not the layout's")
-    parser.add_argument("--output", required=True, help="the PNG file to write")
-    parser.add_argument("--json", default=None, help="also write the standard deviations to this JSON file")
-    args = parser.parse_args(argv)
-    if not args.cifar_dir:
-        parser.error("--cifar_dir is required (or set KERAS_PRERESNET_CIFAR_DIR).")
-    if args.images < 1:
-        parser.error(f"--images must be a positive integer; received {args.images}.")
-    try:
-        results = {}
-        for spec in args.model:
-            name, _, weights = spec.partition("=")
-            key = models.resolve_architecture(name)
-            layout = models.ARCHITECTURES[key]["layout"]
-            model = models.build_named(key, weights=weights or None, classes=args.classes)
-            label = models.public_name(key) + (f" ({_short(weights)})" if weights else " (untrained)")
-            results[label] = layer_responses(model, _images_for(layout, args.cifar_dir, args.images))
-            print(f"{label}: {len(results[label])} 3x3 layers, mean std {np.mean(ranked(results[label])):.3f}",
-                  flush=True)
-        plot_layer_responses(results, args.output)
-        if args.json:
-            files.write_bytes(args.json, json.dumps(results, indent=2) + "\n")
-    except (ValueError, OSError) as error:
-        print(f"layer_responses: error: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.output}")
-    return 0
+
+def _plot(arguments):
+    cli.check_arguments([PROG, *arguments], FLAGS, ("model", "output"))
+    cifar_dir = FLAGS.cifar_dir or os.environ.get(datasets.CIFAR_DIR_ENV)
+    if not cifar_dir:
+        raise cli.usage_error(f"--cifar_dir is required (or set ${datasets.CIFAR_DIR_ENV}).")
+    if FLAGS.images < 1:
+        raise cli.usage_error(f"--images must be a positive integer; received {FLAGS.images}.")
+    results = {}
+    for spec in FLAGS.model:
+        name, _, weights = spec.partition("=")
+        key = models.resolve_architecture(name)
+        layout = models.ARCHITECTURES[key]["layout"]
+        model = models.build_named(key, weights=weights or None, classes=FLAGS.classes)
+        label = models.public_name(key) + (f" ({_short(weights)})" if weights else " (untrained)")
+        results[label] = layer_responses(model, _images_for(layout, cifar_dir, FLAGS.images))
+        print(f"{label}: {len(results[label])} 3x3 layers, mean std {np.mean(ranked(results[label])):.3f}",
+              flush=True)
+    plot_layer_responses(results, FLAGS.output)
+    if FLAGS.json:
+        files.write_bytes(FLAGS.json, json.dumps(results, indent=2) + "\n")
+    print(f"wrote {FLAGS.output}")
+    return cli.EXIT_OK
+
+
+main = cli.main_of(PROG, FLAGS, __doc__, _plot)
+
+
+def run():
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

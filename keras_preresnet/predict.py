@@ -9,10 +9,10 @@ training run's ``model_dir`` (its run.json gives network, classes and preprocess
 SavedModel folder, ``.tflite`` or ``.onnx`` file (its serving.json gives labels and preprocessing).
 Every image is decoded and preprocessed as the model was trained or exported
 (``keras_preresnet.preprocessing.preprocess``). An unreadable image is reported by name and skipped;
-the exit status is then 1 (2 for a usage or model error, 0 when every image was labelled).
+the exit status is then 1, as for a model that cannot be loaded (2 for a usage error, 0 when every
+image was labelled).
 """
 
-import argparse
 import csv
 import dataclasses
 import glob
@@ -21,16 +21,18 @@ import json
 import os
 import sys
 
+import keras
 import numpy as np
+from absl import flags
 
-from keras_preresnet import console, files
+from keras_preresnet import cli, files, preprocessing, resolve
+from keras_preresnet.analysis import cam
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 OUTPUT_FORMATS = (".csv", ".json")
 # Heat-map PNGs of smaller images are enlarged by an integer factor to at least this side.
 CAM_MIN_SIDE = 224
-EXIT_SOME_FAILED = 1
-EXIT_ERROR = 2
+PROG = "predict"
 
 
 @dataclasses.dataclass
@@ -45,56 +47,17 @@ class Classifier:
     description: str = ""
 
 
-def _keras_classifier(model, labels, preprocessing_name, description):
-    import keras
-
-    size = model.input_shape[1]
-    if size is None:
-        raise ValueError(f"Model {model.name!r} has no fixed input size; build it with include_top=True.")
-    if len(labels) != model.output_shape[-1]:
-        raise ValueError(f"{len(labels)} labels for a model with {model.output_shape[-1]} classes.")
-
-    def run(batch):
-        return keras.ops.convert_to_numpy(model.predict(batch, verbose=0))
-
-    return Classifier(run, tuple(labels), preprocessing_name, int(size), model, description)
-
-
 def load_classifier(model, weights=None, classes=None, preprocessing_name=None):
     """The ``Classifier`` of ``--model`` (a builder name, run folder, SavedModel, .tflite or .onnx)."""
-    from keras_preresnet import labels as labels_lib
-    from keras_preresnet import models, preprocessing, runs, runtimes
+    found = resolve.resolve(model, weights, classes, preprocessing_name, artifacts=True)
+    if found.model is None:
+        return Classifier(found.runner.predict, found.labels, found.preprocessing, found.image_size,
+                          description=found.description)
 
-    path = os.fspath(model)
-    if runs.is_run(path):
-        keras_model, record = runs.build_from_run(path)
-        return _keras_classifier(keras_model, runs.labels(record), record["preprocessing"]["name"],
-                                 f"training run {path}")
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb")):
-        record = runtimes.read_record(os.path.join(path, runtimes.SAVED_MODEL_RECORD))
-        runner = runtimes.SavedModelClassifier(path)
-    elif path.lower().endswith(".tflite") and os.path.isfile(path):
-        record = runtimes.read_record(os.path.join(os.path.dirname(path), runtimes.RECORD_FILENAME))
-        runner = runtimes.LiteRTModel(path)
-    elif path.lower().endswith(".onnx") and os.path.isfile(path):
-        record = runtimes.read_record(os.path.join(os.path.dirname(path), runtimes.RECORD_FILENAME))
-        runner = runtimes.OnnxModel(path)
-    elif os.path.exists(path):
-        raise ValueError(
-            f"--model={path!r} is neither a training run (a folder with run.json), an exported SavedModel "
-            "folder, a .tflite nor an .onnx file."
-        )
-    else:
-        key = models.resolve_architecture(path)
-        count, labels = labels_lib.parse_classes(classes)
-        name = preprocessing_name or preprocessing.default_preprocessing(models.ARCHITECTURES[key]["layout"], count)
-        keras_model = models.build_named(key, weights=weights, classes=count)
-        labels = labels_lib.labels_for(keras_model.output_shape[-1], labels, name)
-        return _keras_classifier(keras_model, labels, name, f"{models.public_name(key)} (weights={weights})")
-    if weights is not None or classes is not None:
-        raise ValueError("--weights and --classes apply to a builder name; an exported model brings its own.")
-    return Classifier(runner.predict, tuple(record["labels"]), record["preprocessing"], int(record["image_size"]),
-                      description=path)
+    def run(batch):
+        return keras.ops.convert_to_numpy(found.model.predict(batch, verbose=0))
+
+    return Classifier(run, found.labels, found.preprocessing, found.image_size, found.model, found.description)
 
 
 def list_images(specs):
@@ -135,19 +98,6 @@ def read_image(path):
         raise ValueError(f"cannot read: {error.strerror or error}") from error
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         raise ValueError("not a readable JPEG, PNG, GIF or BMP image") from None
-
-
-def crop_box(height, width, preprocessing_name, image_size):
-    """``(top, left, height, width)`` of the original image the network sees after preprocessing."""
-    from keras_preresnet import preprocessing
-    from keras_preresnet.datasets import DATASETS
-
-    spec = preprocessing.PREPROCESSING[preprocessing_name]
-    if spec["interpolation"] != "torch_bicubic":
-        return 0, 0, height, width
-    scale = DATASETS[spec["dataset"]].eval_resize_for(image_size) / min(height, width)
-    side_h, side_w = min(height, round(image_size / scale)), min(width, round(image_size / scale))
-    return (height - side_h + 1) // 2, (width - side_w + 1) // 2, side_h, side_w
 
 
 class Progress:
@@ -220,9 +170,6 @@ def _write_png(path, image):
 
 def predict_files(classifier, files, top_k=5, batch_size=16, cam_dir=None, progress=None):
     """Labels ``files``; returns ``(rows, failures)``. Writes a Grad-CAM PNG per image to ``cam_dir``."""
-    from keras_preresnet import preprocessing
-    from keras_preresnet.analysis import cam
-
     rows, failures, used = [], [], set()
     progress = progress or Progress(len(files), False)
     for start in range(0, len(files), batch_size):
@@ -243,7 +190,8 @@ def predict_files(classifier, files, top_k=5, batch_size=16, cam_dir=None, progr
             if cam_dir is not None:
                 maps = cam.grad_cam(classifier.keras_model, np.stack(inputs), probabilities.argmax(-1))
                 for path, image, heat in zip(chunk, images, maps):
-                    box = crop_box(image.shape[0], image.shape[1], classifier.preprocessing, classifier.image_size)
+                    box = preprocessing.crop_box(image.shape[0], image.shape[1], classifier.preprocessing,
+                                                 classifier.image_size)
                     # Small images (CIFAR's 32x32) are enlarged, pixel by pixel, to be seen.
                     factor = max(1, -(-CAM_MIN_SIDE // max(image.shape[:2])))
                     image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
@@ -253,64 +201,58 @@ def predict_files(classifier, files, top_k=5, batch_size=16, cam_dir=None, progr
     return rows, failures
 
 
-def parser():
-    p = argparse.ArgumentParser(
-        prog="python -m keras_preresnet.predict",
-        description="Label images with a model's top-k classes.",
-    )
-    p.add_argument("images", nargs="+", help="image files, folders (searched recursively) or globs ('*.jpg')")
-    p.add_argument("--model", required=True,
-                   help="builder name (PreActResNet200), training run folder, SavedModel folder, .tflite or .onnx")
-    p.add_argument("--weights", default=None, help="with a builder name: imagenet, a .t7 or a .weights.h5 file")
-    p.add_argument("--classes", default=None,
-                   help="with a builder name: the number of classes or a label file (one label per line)")
-    p.add_argument("--preprocessing", default=None, choices=("imagenet", "cifar10", "cifar100"),
-                   help="with a builder name: the training set's preprocessing (default: from the layout)")
-    p.add_argument("--top_k", type=int, default=5, help="classes shown per image (default: %(default)s)")
-    p.add_argument("--output", default=None, help="write the predictions to a .csv or .json file")
-    p.add_argument("--batch_size", type=int, default=16, help="images per forward pass (default: %(default)s)")
-    p.add_argument("--cam", default=None, metavar="DIR",
-                   help="write a Grad-CAM heat-map PNG per image into DIR (Keras models)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
-    console.add_verbosity_argument(p)
-    return p
+FLAGS = cli.new_flags()
+flags.DEFINE_string("model", None, "builder name (PreActResNet200), training run folder, SavedModel folder, .tflite "
+                    "or .onnx", flag_values=FLAGS)
+flags.DEFINE_string("weights", None, "with a builder name: imagenet, a .t7 or a .weights.h5 file", flag_values=FLAGS)
+flags.DEFINE_string("classes", None, "with a builder name: the number of classes or a label file (one label per line)",
+                    flag_values=FLAGS)
+flags.DEFINE_enum("preprocessing", None, list(preprocessing.PREPROCESSING),
+                  "with a builder name: the training set's preprocessing (default: from the layout)", flag_values=FLAGS)
+flags.DEFINE_integer("top_k", 5, "classes shown per image", flag_values=FLAGS)
+flags.DEFINE_string("output", None, "write the predictions to a .csv or .json file", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 16, "images per forward pass", flag_values=FLAGS)
+flags.DEFINE_string("cam", None, "write a Grad-CAM heat-map PNG per image into this folder (Keras models)",
+                    flag_values=FLAGS)
+flags.DEFINE_bool("progress", None, "progress bar on stderr (default: when stderr is a terminal)", flag_values=FLAGS)
 
 
-def main(argv=None):
-    args = parser().parse_args(argv)
-    try:
-        if args.top_k < 1 or args.batch_size < 1:
-            raise ValueError(f"--top_k and --batch_size must be positive; received {args.top_k}, {args.batch_size}.")
-        if args.output is not None and not args.output.lower().endswith(OUTPUT_FORMATS):
-            raise ValueError(f"--output must end in {' or '.join(OUTPUT_FORMATS)}; received {args.output!r}.")
-        if args.output is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-            raise ValueError(f"The folder of --output={args.output!r} does not exist.")
-        files, failures = list_images(args.images)
-        classifier = load_classifier(args.model, args.weights, args.classes, args.preprocessing)
-        if args.cam is not None:
-            if classifier.keras_model is None:
-                raise ValueError("--cam needs a Keras model (a builder name or a training run), not an exported one.")
-            os.makedirs(args.cam, exist_ok=True)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"predict: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    enabled = sys.stderr.isatty() if args.progress is None else args.progress
-    rows, unreadable = predict_files(classifier, files, min(args.top_k, len(classifier.labels)), args.batch_size,
-                                     args.cam, Progress(len(files), enabled and len(files) > 1))
-    inputs = len(files) + len(failures)
+def _predict(images):
+    if not images:
+        raise cli.usage_error("Give one or more image files, folders or globs ('*.jpg').")
+    cli.check_arguments([PROG], FLAGS, ("model",))
+    if FLAGS.top_k < 1 or FLAGS.batch_size < 1:
+        raise ValueError(f"--top_k and --batch_size must be positive; received {FLAGS.top_k}, {FLAGS.batch_size}.")
+    if FLAGS.output is not None and not FLAGS.output.lower().endswith(OUTPUT_FORMATS):
+        raise ValueError(f"--output must end in {' or '.join(OUTPUT_FORMATS)}; received {FLAGS.output!r}.")
+    if FLAGS.output is not None and not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
+        raise ValueError(f"The folder of --output={FLAGS.output!r} does not exist.")
+    found, failures = list_images(images)
+    classifier = load_classifier(FLAGS.model, FLAGS.weights, FLAGS.classes, FLAGS.preprocessing)
+    if FLAGS.cam is not None:
+        if classifier.keras_model is None:
+            raise ValueError("--cam needs a Keras model (a builder name or a training run), not an exported one.")
+        os.makedirs(FLAGS.cam, exist_ok=True)
+    enabled = sys.stderr.isatty() if FLAGS.progress is None else FLAGS.progress
+    rows, unreadable = predict_files(classifier, found, min(FLAGS.top_k, len(classifier.labels)), FLAGS.batch_size,
+                                     FLAGS.cam, Progress(len(found), enabled and len(found) > 1))
+    inputs = len(found) + len(failures)
     failures += unreadable
     for path, error in failures:
-        print(f"predict: skipped {path}: {error}", file=sys.stderr)
-    if args.output is None:
+        print(f"{PROG}: skipped {path}: {error}", file=sys.stderr)
+    if FLAGS.output is None:
         sys.stdout.write(format_table(rows))
     else:
-        write_output(args.output, rows, failures)
-        print(f"predict: wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+        write_output(FLAGS.output, rows, failures)
+        print(f"{PROG}: wrote {len(rows)} predictions to {FLAGS.output}", file=sys.stderr)
     if failures:
-        print(f"predict: {len(failures)} of {inputs} inputs could not be labelled.", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return 0
+        print(f"{PROG}: {len(failures)} of {inputs} inputs could not be labelled.", file=sys.stderr)
+        return cli.EXIT_FAILURE
+    return cli.EXIT_OK
+
+
+# ImportError: an exported model whose runtime (onnxruntime, ai-edge-litert) is not installed.
+main = cli.main_of(PROG, FLAGS, __doc__, _predict, failures=(ImportError,))
 
 
 def run():

@@ -10,18 +10,14 @@ numbers. Classes of ImageNet are the 1000 WordNet ids in sorted order; the index
 (``data/imagenet_class_index.json``).
 """
 
-import functools
-import json
 import math
-import os
 
 import keras
 import numpy as np
 
-from keras_preresnet.datasets import DATASETS
+from keras_preresnet.datasets import DATASETS, imagenet_classes
 from keras_preresnet.pretrained.weights import DEFAULT_ARCHITECTURE, PRETRAINED
 
-CLASS_INDEX_PATH = os.path.join(os.path.dirname(__file__), "data", "imagenet_class_index.json")
 NUM_CLASSES = DATASETS["imagenet2012"].classes
 _RELEASED = PRETRAINED[DEFAULT_ARCHITECTURE]
 
@@ -40,13 +36,6 @@ PREPROCESSING = {
 }
 _FLOAT_OR_INT = ("uint8", "int32", "int64", "float16", "bfloat16", "float32", "float64")
 
-
-@functools.lru_cache(maxsize=None)
-def imagenet_classes():
-    """The 1000 ImageNet classes as ``((wnid, name), ...)`` in the model's output order (sorted wnids)."""
-    with open(CLASS_INDEX_PATH, encoding="utf-8") as f:
-        rows = json.load(f)
-    return tuple((str(wnid), str(name)) for wnid, name in rows)
 
 
 def default_preprocessing(layout, classes=None):
@@ -132,6 +121,25 @@ def _torch_bicubic_resize(images, new_h, new_w):
     return keras.ops.einsum("nhpc,oh->nopc", x, _torch_cubic_matrix(height, new_h))
 
 
+def centre_crop_offsets(height, width, crop_height, crop_width=None):
+    """``(top, left)`` of the centre crop (square unless ``crop_width``), fb.resnet.torch's CenterCrop:
+    ``ceil((side - crop) / 2)``. Works on Python integers and on tensors."""
+    crop_width = crop_height if crop_width is None else crop_width
+    return (height - crop_height + 1) // 2, (width - crop_width + 1) // 2
+
+
+def crop_box(height, width, preprocessing, image_size):
+    """``(top, left, height, width)``: the part of a ``height`` x ``width`` image that ``preprocess``
+    shows the network (``image_size`` the network's input side)."""
+    _check_preprocessing(preprocessing)
+    spec = PREPROCESSING[preprocessing]
+    if spec["interpolation"] != "torch_bicubic":
+        return 0, 0, height, width
+    scale = DATASETS[spec["dataset"]].eval_resize_for(image_size) / min(height, width)
+    side_h, side_w = min(height, round(image_size / scale)), min(width, round(image_size / scale))
+    return (*centre_crop_offsets(height, width, side_h, side_w), side_h, side_w)
+
+
 def _centre_crop(x, size):
     """fb.resnet.torch's CenterCrop: offset ``ceil((side - size) / 2)``."""
     _, height, width, channels = keras.ops.shape(x)
@@ -150,7 +158,7 @@ def _centre_crop(x, size):
         )
         with tf.control_dependencies([check]):
             x = tf.identity(x)
-    top, left = (height - size + 1) // 2, (width - size + 1) // 2
+    top, left = centre_crop_offsets(height, width, size)
     # The reshape states the crop's static size where the slice bounds are tensors (TensorFlow graphs).
     return keras.ops.reshape(x[:, top: top + size, left: left + size, :], (-1, size, size, channels))
 

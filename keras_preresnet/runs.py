@@ -7,7 +7,8 @@ its preprocessing; ``best.weights.h5`` (else ``last.weights.h5``) holds the weig
 
 import os
 
-from keras_preresnet import preprocessing, runtimes
+from keras_preresnet import labels as labels_lib
+from keras_preresnet import models, preprocessing, runtimes
 
 RUN_JSON = "run.json"
 BEST_WEIGHTS = "best.weights.h5"
@@ -53,15 +54,13 @@ def weights_path(model_dir):
 def labels(record):
     """The run's class names, or the class indices as text where the data had no names."""
     names = record.get("class_names")
-    return tuple(names) if names else tuple(str(i) for i in range(record["network"]["classes"]))
+    return tuple(names) if names else labels_lib.numbered(record["network"]["classes"])
 
 
 def build_from_run(model_dir, **kwargs):
     """The run's network (softmax outputs) with its best weights; returns ``(model, record)``.
 
     ``kwargs`` go to ``build_resnet`` (e.g. ``include_preprocessing=True``)."""
-    from keras_preresnet import models
-
     record = read_run(model_dir)
     network = dict(record["network"])
     size = network.pop("image_size")

@@ -8,24 +8,17 @@ out of the loop per unit and are written back; dropout shortcuts carry their ran
 loop, so each unit draws its own mask. ``remat=True`` checkpoints the loop body: the backward pass keeps
 each unit's input and recomputes the rest of the unit.
 
-Weight files keep the unrolled layout (``conv3_block7`` and its ``conv3_block7_2_conv``): a model with
-looped stages is a ``LoopedModel``, whose ``save_weights``/``load_weights`` translate between its stacked
-variables and the per-unit entries, so one ``.weights.h5`` loads into either form. ``unroll`` returns
-the straight-line twin of a looped model (for exporters, BatchNorm folding and the Torch7 converter).
+Two neighbours finish the job: ``loop_convolutions`` gives the loop body's convolutions gradients that
+XLA:CPU runs fast, and ``looped_models`` keeps weight files in the unrolled layout (``LoopedModel``,
+``unroll``).
 """
 
-import os
-import tempfile
-
-import h5py
 import keras
 import numpy as np
-from keras.src.saving import saving_lib
-from keras.src.utils.naming import to_snake_case
 
-from keras_preresnet import files
+from keras_preresnet.loop_convolutions import use_loop_convolutions
 
-_PACKAGE = "keras_preresnet"
+PACKAGE = "keras_preresnet"  # the Keras registration package of the looped layers
 
 # scan_units="auto" loops a stage from this many units on: the 1001- and 1202-layer CIFAR nets (111 and
 # 200 units a stage), whose unrolled first step takes minutes (TF) or does not compile (JAX). Shallower
@@ -66,134 +59,6 @@ def apply_stage(stage_units, x, scan_units="auto", remat=False):
     repeated = stage_units[1:]
     return ScannedStage(repeated[0], [u.name for u in repeated], remat=remat, name=f"{repeated[0].name}_loop")(x)
 
-
-# --------------------------------------------------------------------------------------------------
-# Convolutions in a loop body on XLA:CPU
-# --------------------------------------------------------------------------------------------------
-#
-# XLA:CPU runs a convolution through its fast (Eigen) kernels only in the canonical layout (batch,
-# rows, cols, features) x (rows, cols, in, out). Outside a loop it rewrites the gradient convolutions
-# into that layout; inside a ``while`` body it leaves them as they come (JAX's weight gradient is
-# ``f01b_i01o->01bf``) and emits a naive loop nest for them. Measured on 2 CPU cores, 18 units of a
-# 3x3, 64-channel convolution, batch 8, 8x8, gradient of the looped stack against the unrolled one:
-# JAX 236 vs 16 ms; TensorFlow under XLA (``jit_compile=True``) 222 ms against 21 ms without XLA. A
-# looped stage's convolutions therefore carry their own gradient wherever XLA compiles for the CPU (JAX
-# on its CPU platform; TensorFlow inside an XLA-compiled function with no GPU visible), written as
-# canonical convolutions between explicit transposes: 14 ms (JAX) and 13 ms (TensorFlow with XLA) for
-# the same stack. TensorFlow without XLA keeps its own gradient kernels (21 ms; these would take 39).
-
-
-def _same_padding(size):
-    """Keras' ``'same'`` padding of a stride-1 window: the odd pixel goes after."""
-    low = (size - 1) // 2
-    return low, size - 1 - low
-
-
-def _paddings(kernel_shape):
-    """The ``[(top, bottom), (left, right)]`` paddings of a stride-1 ``'same'`` convolution (also those
-    of its weight gradient) and of its input gradient."""
-    (kh, kw), rows, cols = kernel_shape[:2], _same_padding(kernel_shape[0]), _same_padding(kernel_shape[1])
-    return [rows, cols], [(kh - 1 - rows[0], kh - 1 - rows[1]), (kw - 1 - cols[0], kw - 1 - cols[1])]
-
-
-def _canonical_gradients(conv, x, kernel, dy):
-    """``(dx, dkernel)`` of a stride-1 ``'same'`` NHWC convolution in canonical convolutions only;
-    ``conv(x, kernel, padding)`` is the backend's NHWC/HWIO convolution with explicit padding."""
-    ops = keras.ops
-    if tuple(kernel.shape[:2]) == (1, 1):  # matrix products
-        return ops.einsum("bhwo,io->bhwi", dy, kernel[0, 0]), ops.einsum("bhwi,bhwo->io", x, dy)[None, None]
-    padding, input_padding = _paddings(kernel.shape)
-    # dx: the flipped kernel with in and out swapped, slid over dy.
-    dx = conv(dy, ops.transpose(ops.flip(kernel, (0, 1)), (0, 1, 3, 2)), input_padding)
-    # dkernel: x with its channels as the batch and its batch as the features, dy as the kernel.
-    dkernel = conv(ops.transpose(x, (3, 1, 2, 0)), ops.transpose(dy, (1, 2, 0, 3)), padding)
-    return dx, ops.transpose(dkernel, (1, 2, 0, 3))
-
-
-def _jax_canonical_conv():
-    import jax
-    from jax import lax
-
-    def conv(x, kernel, padding):
-        return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-    @jax.custom_vjp
-    def canonical(x, kernel):
-        return conv(x, kernel, _paddings(kernel.shape)[0])
-
-    def forward(x, kernel):
-        return canonical(x, kernel), (x, kernel)
-
-    def backward(residuals, dy):
-        return _canonical_gradients(conv, *residuals, dy)
-
-    canonical.defvjp(forward, backward)
-    return canonical
-
-
-def _tensorflow_canonical_conv():
-    import tensorflow as tf
-
-    def conv(x, kernel, padding):
-        x = tf.pad(x, [[0, 0], list(padding[0]), list(padding[1]), [0, 0]])
-        return tf.nn.conv2d(x, kernel, 1, "VALID")
-
-    @tf.custom_gradient
-    def canonical(x, kernel):
-        return conv(x, kernel, _paddings(kernel.shape)[0]), lambda dy: _canonical_gradients(conv, x, kernel, dy)
-
-    return canonical
-
-
-def _xla_cpu_compiles_this():
-    """Whether the function being traced is compiled by XLA for the CPU (decided at trace time)."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() == "cpu"
-    if backend == "tensorflow":
-        import tensorflow as tf
-        from tensorflow.python.ops import control_flow_util  # TensorFlow's own test of an XLA context
-
-        in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-        return bool(in_xla) and not tf.config.list_logical_devices("GPU")
-    return False
-
-
-def _loop_convolution(layer, conv):
-    """``layer.convolution_op`` for a looped stage's template unit: ``conv`` where XLA compiles for the
-    CPU, the layer's own elsewhere."""
-    default = layer.convolution_op
-
-    def convolution_op(inputs, kernel):
-        if not _xla_cpu_compiles_this():
-            return default(inputs, kernel)
-        # A Keras variable (its value read under the layer's autocast scope) becomes an array here.
-        return conv(keras.ops.convert_to_tensor(inputs), keras.ops.convert_to_tensor(kernel))
-
-    return convolution_op
-
-
-_CANONICAL_CONV = {"jax": _jax_canonical_conv, "tensorflow": _tensorflow_canonical_conv}
-
-
-def _use_loop_convolutions(template):
-    """Gives the stride-1 ``'same'`` convolutions of ``template`` gradients that XLA:CPU runs fast in a
-    loop body (see above); other convolutions keep the backend's."""
-    if keras.backend.backend() not in _CANONICAL_CONV:
-        return
-    conv = _CANONICAL_CONV[keras.backend.backend()]()
-    for layer in template._flatten_layers(include_self=False, recursive=True):
-        if (
-            isinstance(layer, keras.layers.Conv2D)
-            and tuple(layer.strides) == (1, 1)
-            and tuple(layer.dilation_rate) == (1, 1)
-            and layer.padding == "same"
-            and layer.data_format == "channels_last"
-            and layer.groups == 1
-        ):
-            layer.convolution_op = _loop_convolution(layer, conv)
 
 
 class _Hidden:
@@ -256,7 +121,7 @@ def _scan(f, init, xs, ys_spec):
     return carry, [a.stack() for a in ys_arrays]
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class ScannedStage(keras.layers.Layer):
     """Identical residual units applied in sequence as one loop over their stacked weights.
 
@@ -301,7 +166,7 @@ class ScannedStage(keras.layers.Layer):
                 f"A looped stage repeats units that keep their input's shape; unit {template.name!r} maps "
                 f"{tuple(input_shape)} to {output_shape}."
             )
-        _use_loop_convolutions(template)
+        use_loop_convolutions(template)
         self._hidden = _Hidden(template)
         owners = _owners(template)
         prefix = f"{template.name}_"
@@ -411,205 +276,3 @@ class ScannedStage(keras.layers.Layer):
         config.update(unit=self.unit, unit_names=list(self.unit_names), remat=self.remat)
         return config
 
-
-# --------------------------------------------------------------------------------------------------
-# Models with looped stages: one weight format, and the unrolled twin
-# --------------------------------------------------------------------------------------------------
-
-
-def is_looped(model):
-    """Whether ``model`` has a looped stage among its layers."""
-    return any(isinstance(layer, ScannedStage) for layer in getattr(model, "layers", ()))
-
-
-class _Recorder(saving_lib.H5IOStore):
-    """A weights store that writes nothing and notes where Keras would put each variable."""
-
-    def __init__(self):
-        self.mode = "w"
-        self.locations = {}
-        self._path = ""
-
-    def __bool__(self):
-        return True
-
-    def make(self, path, metadata=None):
-        self._path = path
-        return self
-
-    def __setitem__(self, key, value):
-        self.locations[id(value)] = (self._path, key)
-
-
-def _unit_layout(stage):
-    """Where each stacked variable's per-unit slice lives inside a unit's entry of a weights file."""
-    recorder = _Recorder()
-    saving_lib._save_state(stage.template(), recorder, None, "", set())
-    layout = []
-    for variable in stage.template().weights:
-        path, key = recorder.locations[id(variable)]
-        layout.append(f"{path}/vars/{key}" if path else f"vars/{key}")
-    return layout
-
-
-def _entry_names(model):
-    """``[(layer, name in this model's weights file, [names in the unrolled model's file])]``.
-
-    Keras files a functional model's layers by class name and a per-class counter, so the units of a
-    looped stage shift the counters of the units after them.
-    """
-    looped_count, unrolled_count = {}, {}
-    entries = []
-    for layer in model.layers:
-        looped = saving_lib._get_unique_name(to_snake_case(type(layer).__name__), looped_count)
-        if isinstance(layer, ScannedStage):
-            unit_class = to_snake_case(type(layer.template()).__name__)
-            names = [saving_lib._get_unique_name(unit_class, unrolled_count) for _ in range(layer.repeats)]
-        else:
-            names = [saving_lib._get_unique_name(to_snake_case(type(layer).__name__), unrolled_count)]
-        entries.append((layer, looped, names))
-    return entries
-
-
-def _copy_dataset(source, destination, path, data=None):
-    dataset = destination.create_dataset(path, data=source[()] if data is None else data)
-    for key, value in source.attrs.items():
-        dataset.attrs[key] = value
-
-
-def _translate(model, source_path, target_path, to_unrolled):
-    """Rewrites a weights file of ``model`` between its own layout and the unrolled one."""
-    with h5py.File(source_path, "r") as source, h5py.File(target_path, "w") as target:
-        for key, value in source.attrs.items():
-            target.attrs[key] = value
-        for key in source:
-            if key != "layers":
-                source.copy(source[key], target, name=key)
-        layers = target.require_group("layers")
-        for layer, looped, names in _entry_names(model):
-            if not isinstance(layer, ScannedStage):
-                old, new = (looped, names[0]) if to_unrolled else (names[0], looped)
-                if f"layers/{old}" in source:
-                    source.copy(source[f"layers/{old}"], layers, name=new)
-                continue
-            for i, inner in enumerate(_unit_layout(layer)):
-                stacked_path = f"layers/{looped}/vars/{i}"
-                if to_unrolled:
-                    stacked = source[stacked_path]
-                    for j, name in enumerate(names):
-                        _copy_dataset(stacked, target, f"layers/{name}/{inner}", stacked[j])
-                else:
-                    missing = [n for n in names if f"layers/{n}/{inner}" not in source]
-                    if missing:
-                        raise ValueError(
-                            f"The weights file {source_path!r} has no entry layers/{missing[0]}/{inner}: "
-                            f"it does not hold the units of {layer.name!r} of model {model.name!r}. Check "
-                            "that it was saved from the same architecture and arguments."
-                        )
-                    first = source[f"layers/{names[0]}/{inner}"]
-                    data = np.stack([source[f"layers/{n}/{inner}"][()] for n in names])
-                    _copy_dataset(first, target, stacked_path, data)
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class LoopedModel(keras.Model):
-    """A functional model with looped stages whose ``.weights.h5`` files have the unrolled layout.
-
-    ``save_weights`` writes the file an unrolled model of the same architecture writes;
-    ``load_weights`` reads such a file (or one in its own layout). ``.keras`` archives keep the
-    stacked layout: they rebuild a looped model.
-    """
-
-    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
-        path = os.fspath(filepath)
-        if max_shard_size is not None or not path.endswith(".weights.h5"):
-            raise ValueError(
-                "A model with looped stages saves unsharded `.weights.h5` files; received "
-                f"filepath={path!r}, max_shard_size={max_shard_size!r}. For other formats save its "
-                "unrolled twin: keras_preresnet.stages.unroll(model).save_weights(...)."
-            )
-        if not overwrite and os.path.exists(path):
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-
-        def write(temporary):
-            # Keras writes the stacked layout to scratch space; the published file is its translation.
-            with tempfile.TemporaryDirectory() as scratch:
-                own = os.path.join(scratch, "looped.weights.h5")
-                super(LoopedModel, self).save_weights(own)
-                _translate(self, own, temporary, to_unrolled=True)
-
-        if files.is_temporary(path):  # called by files.publish (checkpoints, the weights cache): no second one
-            write(path)
-        else:
-            files.publish(path, write, suffix=files.WEIGHTS_SUFFIX)
-
-    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
-        path = os.fspath(filepath)
-        if not path.endswith(".weights.h5"):
-            return super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
-        with h5py.File(path, "r") as f:
-            own_layout = any(name.startswith(to_snake_case(ScannedStage.__name__)) for name in f.get("layers", ()))
-        if own_layout:
-            return super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
-        with tempfile.TemporaryDirectory() as tmp:
-            own = os.path.join(tmp, "looped.weights.h5")
-            _translate(self, path, own, to_unrolled=False)
-            return super().load_weights(own, skip_mismatch=skip_mismatch, **kwargs)
-
-
-def functional_model(inputs, outputs, name=None):
-    """``keras.Model(inputs, outputs)``, a ``LoopedModel`` when the graph has a looped stage."""
-    model = keras.Model(inputs, outputs, name=name)
-    return LoopedModel(inputs, outputs, name=name) if is_looped(model) else model
-
-
-def _pairs(looped, unrolled):
-    """``(layer of looped, its counterpart(s) in unrolled)`` for every layer with weights."""
-    for layer in looped.layers:
-        if isinstance(layer, ScannedStage):
-            yield layer, [unrolled.get_layer(name) for name in layer.unit_names]
-        elif layer.weights:
-            yield layer, unrolled.get_layer(layer.name)
-
-
-def copy_weights(source, target):
-    """Copies weights between a looped model and its unrolled twin, in either direction."""
-    to_unrolled = is_looped(source)
-    looped, unrolled = (source, target) if to_unrolled else (target, source)
-    for layer, counterpart in _pairs(looped, unrolled):
-        if isinstance(layer, ScannedStage):
-            if to_unrolled:
-                for unit, weights in zip(counterpart, layer.get_unit_weights()):
-                    unit.set_weights(weights)
-            else:
-                layer.set_unit_weights([unit.get_weights() for unit in counterpart])
-        elif to_unrolled:
-            counterpart.set_weights(layer.get_weights())
-        else:
-            layer.set_weights(counterpart.get_weights())
-
-
-def unroll(model):
-    """The unrolled twin of ``model``: the same network, weights and layer names, every unit a layer.
-
-    A model without looped stages is returned as it is.
-    """
-    if not is_looped(model):
-        return model
-
-    def clone(layer):
-        if not isinstance(layer, ScannedStage):
-            return type(layer).from_config(layer.get_config())
-        stage_units = [layer.make_unit(name) for name in layer.unit_names]
-
-        def chain(x, **kwargs):
-            for unit in stage_units:
-                x = unit(x, **kwargs)
-            return x
-
-        return chain
-
-    twin = keras.models.clone_model(model, clone_function=clone)
-    twin = keras.Model(twin.input, twin.output, name=model.name)
-    copy_weights(model, twin)
-    return twin

@@ -22,7 +22,7 @@ from keras_preresnet.pretrained.converter import ConversionError
 from torch_reference import ReleasedPreActResNet, centred_checkpoint, save_with_centred_classifier
 
 BLOCKS = (1, 2, 1, 1)
-TOLERANCE = 1e-4  # max |logit difference| in float32 (issue 3)
+TOLERANCE = 1e-4  # max |logit difference| in float32
 
 torch.set_num_threads(2)
 

@@ -19,16 +19,15 @@ import pytest
 
 from keras_preresnet import files
 from model_testing import weights_file_arrays
+from support import REPO, subprocess_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Two commands at a time: CI has two cores, and each command is mostly single-threaded start-up.
 PARALLEL = 2
 
 
 def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow", **extra)
+    env = subprocess_env(**dict(dict(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow"), **extra))
     env.pop(files.CRASH_ENV, None)
-    env.pop("TF_CONFIG", None)
     return env
 
 

@@ -9,8 +9,8 @@ import pytest
 
 import export_testing
 import keras_preresnet
+from support import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_cli(*args, timeout=600):

@@ -13,6 +13,7 @@ import export_testing
 import keras_preresnet
 import model_testing
 from keras_preresnet.export import exporter, parity, tflite, versions
+from support import REPO
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,7 @@ def test_next_export_removes_the_staging_folders_of_killed_exports_only(servable
     dead = subprocess.run(
         [sys.executable, "-c", "import os, sys; from keras_preresnet.export import versions; "
          "print(versions.StagedVersion(sys.argv[1], 1).path); os._exit(0)", str(base)],
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True, text=True, check=True,
+        cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.strip()
     live = versions.StagedVersion(base, 7)  # this process's, still being written
     other_machine = base / ".staging-1-elsewhere-1-abc"

@@ -10,14 +10,12 @@ from keras_preresnet import features
 from keras_preresnet import layers as L
 from keras_preresnet.models import ARCHITECTURES, LAYOUTS
 from model_testing import randomize_batchnorm
+from support import to_numpy
 
 # Per layout: the stem's and the stages' strides, and the P-levels of the stages.
 REDUCTIONS = {"imagenet": [2, 4, 8, 16, 32], "cifar": [1, 1, 2, 4]}
 LEVELS = {"imagenet": ["P2", "P3", "P4", "P5"], "cifar": ["P0", "P1", "P2"]}
 
-
-def _np(t):
-    return keras.ops.convert_to_numpy(t)
 
 
 def _small(architecture, **kwargs):
@@ -49,7 +47,7 @@ def test_every_architecture_gives_its_levels_with_channels_and_strides(architect
 
 
 def _bn_relu(bn, x):
-    gamma, beta, mean, variance = (_np(w) for w in bn.weights)
+    gamma, beta, mean, variance = (to_numpy(w) for w in bn.weights)
     return np.maximum((x - mean) / np.sqrt(variance + bn.epsilon) * gamma + beta, 0)
 
 
@@ -58,9 +56,9 @@ def test_preactivation_levels_are_the_next_units_bn_relu_and_the_head_output():
                             units_per_stage=(1, 1, 1, 1))
     randomize_batchnorm(model, seed=2)
     x = np.random.RandomState(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
-    raw = [_np(t) for t in features.feature_extractor(model, tap="raw")(x)]
+    raw = [to_numpy(t) for t in features.feature_extractor(model, tap="raw")(x)]
     tapped = features.feature_extractor(model)
-    normalized = [_np(t) for t in tapped(x)]
+    normalized = [to_numpy(t) for t in tapped(x)]
     assert [f["module"] for f in tapped.feature_info] == [
         "conv1_relu", "conv3_block1/preactivation", "conv4_block1/preactivation", "conv5_block1/preactivation",
         "post_relu"]
@@ -71,18 +69,18 @@ def test_preactivation_levels_are_the_next_units_bn_relu_and_the_head_output():
     np.testing.assert_allclose(normalized[4], _bn_relu(model.get_layer("post_bn"), raw[4]), rtol=1e-4, atol=1e-4)
     # The head's output is the tensor the classifier pools.
     pooled = keras.Model(model.input, model.get_layer("post_relu").output)(x)
-    np.testing.assert_allclose(normalized[4], _np(pooled), rtol=1e-6)
+    np.testing.assert_allclose(normalized[4], to_numpy(pooled), rtol=1e-6)
 
 
 def test_cifar_preactivation_stem_is_tapped_through_the_first_units_preactivation():
     model = _small("preact_resnet110")
     randomize_batchnorm(model, seed=3)
     x = np.random.RandomState(1).normal(size=(2, 32, 32, 3)).astype(np.float32)
-    stem_raw = _np(features.feature_extractor(model, out_indices=(0,), tap="raw")(x))
+    stem_raw = to_numpy(features.feature_extractor(model, out_indices=(0,), tap="raw")(x))
     stem = features.feature_extractor(model, out_indices=(0,))
     assert stem.feature_info[0]["module"] == "conv2_block1/preactivation"
     bn = model.get_layer("conv2_block1").branch_layers[0]
-    np.testing.assert_allclose(_np(stem(x)), _bn_relu(bn, stem_raw), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(to_numpy(stem(x)), _bn_relu(bn, stem_raw), rtol=1e-4, atol=1e-4)
 
 
 def test_original_units_are_tapped_where_they_end():

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from keras_preresnet import files
+from support import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture

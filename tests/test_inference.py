@@ -7,10 +7,8 @@ import pytest
 import keras_preresnet as kp
 from keras_preresnet import layers as L
 from model_testing import batch_norms, randomize_batchnorm
+from support import to_numpy
 
-
-def _np(t):
-    return keras.ops.convert_to_numpy(t)
 
 
 # BNs that cannot fold: each pre-activation unit's first BN (on the sum) plus the final BN; the
@@ -26,7 +24,7 @@ def test_folded_model_matches_in_inference(unit, form, depth, left):
     randomize_batchnorm(model)
     folded = kp.fold_batchnorm(model)
     x = np.random.RandomState(1).rand(3, 32, 32, 3).astype("float32")
-    np.testing.assert_allclose(_np(folded(x, training=False)), _np(model(x, training=False)),
+    np.testing.assert_allclose(to_numpy(folded(x, training=False)), to_numpy(model(x, training=False)),
                                rtol=1e-4, atol=1e-5)
     assert len(batch_norms(folded)) == left
 
@@ -38,7 +36,7 @@ def test_folding_the_imagenet_layout_with_projection_bn():
     assert folded.get_layer("conv1_conv").use_bias
     assert folded.get_layer("conv3_block1").projection_norm is None
     x = np.random.RandomState(1).rand(2, 64, 64, 3).astype("float32")
-    np.testing.assert_allclose(_np(folded(x)), _np(model(x)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(folded(x)), to_numpy(model(x)), rtol=1e-4, atol=1e-6)
 
 
 def test_folded_model_saves_and_loads(tmp_path):
@@ -49,6 +47,6 @@ def test_folded_model_saves_and_loads(tmp_path):
     folded.save(path)
     restored = keras.models.load_model(path)
     x = np.random.RandomState(2).rand(2, 32, 32, 3).astype("float32")
-    np.testing.assert_allclose(_np(restored(x)), _np(model(x)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(restored(x)), to_numpy(model(x)), rtol=1e-4, atol=1e-6)
     assert restored.get_layer("conv2_block1").fold_batchnorm
     assert isinstance(restored.get_layer("conv2_block1"), L.OriginalUnit)

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_preresnet import layers as L
 from model_testing import randomize_batchnorm
+from support import to_numpy
 
 UNIT_NAMES = sorted(L.UNITS)
 RNG = np.random.RandomState(0)
@@ -15,9 +16,6 @@ RNG = np.random.RandomState(0)
 def _x(shape=(2, 8, 8, 16), seed=0):
     return np.random.RandomState(seed).normal(size=shape).astype("float32")
 
-
-def _np(t):
-    return keras.ops.convert_to_numpy(t)
 
 
 # A unit without a shortcut (the plain unit) takes no shortcut type.
@@ -38,7 +36,7 @@ def test_unit_config_round_trips_and_rebuilds_the_same_function(unit, form, shor
     clone(x)
     clone.set_weights(layer.get_weights())
     assert clone.get_config() == config
-    np.testing.assert_allclose(_np(clone(x, training=False)), _np(y), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(clone(x, training=False)), to_numpy(y), rtol=1e-6, atol=1e-6)
     assert y.shape == (2, 4, 4, 32 if form == "bottleneck" else 8)
 
 
@@ -73,7 +71,7 @@ def test_unit_computes_its_fig4_activation_order(unit):
     x = _x()
     layer(x)
     randomize_batchnorm(layer)
-    np.testing.assert_allclose(_np(layer(x, training=False)), _np(_reference_basic(layer, x)),
+    np.testing.assert_allclose(to_numpy(layer(x, training=False)), to_numpy(_reference_basic(layer, x)),
                                rtol=1e-5, atol=1e-5)
 
 
@@ -108,7 +106,7 @@ def test_option_a_subsamples_and_pads_zero_channels_without_parameters():
     x = _x((2, 8, 8, 16))
     layer(x)
     assert layer.projection_conv is None
-    shortcut = _np(layer._match_dimensions(x, training=False))
+    shortcut = to_numpy(layer._match_dimensions(x, training=False))
     assert shortcut.shape == (2, 4, 4, 32)
     np.testing.assert_array_equal(shortcut[..., :16], x[:, ::2, ::2, :])
     np.testing.assert_array_equal(shortcut[..., 16:], 0.0)
@@ -143,7 +141,7 @@ def test_preactivated_shortcut_projects_the_preactivated_input():
     # With a zero residual branch the unit's output is its shortcut alone.
     last = [l for l in layer.branch_layers if isinstance(l, L.TorchConv2D)][-1]
     last.kernel.assign(np.zeros(last.kernel.shape, "float32"))
-    np.testing.assert_allclose(_np(layer(x, training=False)), _np(expected), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(x, training=False)), to_numpy(expected), rtol=1e-5, atol=1e-5)
 
 
 def test_original_unit_has_no_preactivation_to_share():
@@ -177,14 +175,14 @@ def _built(cls, **kwargs):
 
 def test_identity_shortcut_adds():
     h, f = _pair()
-    np.testing.assert_allclose(_np(_built(L.IdentityShortcut)(h, f)), h + f, rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(_built(L.IdentityShortcut)(h, f)), h + f, rtol=1e-6)
 
 
 @pytest.mark.parametrize("lam, mu", [(0.5, 0.5), (0.5, 1.0), (0.0, 1.0)])
 def test_constant_scaling_shortcut_scales_both_paths(lam, mu):
     h, f = _pair()
     layer = _built(L.ConstantScalingShortcut, shortcut_scale=lam, residual_scale=mu)
-    np.testing.assert_allclose(_np(layer(h, f)), lam * h + mu * f, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(layer(h, f)), lam * h + mu * f, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("cls, residual_gated", [(L.ExclusiveGatingShortcut, True),
@@ -192,32 +190,32 @@ def test_constant_scaling_shortcut_scales_both_paths(lam, mu):
 def test_gating_shortcuts_use_a_sigmoid_gate_with_the_given_bias(cls, residual_gated):
     h, f = _pair()
     layer = _built(cls, gate_bias=-6.0)
-    np.testing.assert_array_equal(_np(layer.gate.bias), np.full(8, -6.0, "float32"))
+    np.testing.assert_array_equal(to_numpy(layer.gate.bias), np.full(8, -6.0, "float32"))
     layer.gate.kernel.assign(np.zeros(layer.gate.kernel.shape, "float32"))
     g = 1.0 / (1.0 + np.exp(6.0))
     expected = (1 - g) * h + (g * f if residual_gated else f)
-    np.testing.assert_allclose(_np(layer(h, f)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(layer(h, f)), expected, rtol=1e-5, atol=1e-6)
     # With a real 1x1 kernel the gate is a function of the shortcut input x, g(x) = sigmoid(W_g x + b_g)
     # (the Identity Mappings paper, Sec. 3.1), not of the residual F(x).
     kernel = np.random.RandomState(4).standard_normal(layer.gate.kernel.shape).astype("float32")
     layer.gate.kernel.assign(kernel)
     g = 1.0 / (1.0 + np.exp(-(h @ kernel[0, 0] - 6.0)))
     expected = (1 - g) * h + (g * f if residual_gated else f)
-    np.testing.assert_allclose(_np(layer(h, f)), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(h, f)), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_conv1x1_shortcut_projects_the_raw_input():
     layer = L.Conv1x1Shortcut(filters=16, strides=2)
     layer.build((None, 8, 8, 8))
     x, f = _x((2, 8, 8, 8)), _x((2, 4, 4, 16), 3)
-    np.testing.assert_allclose(_np(layer(x, f)), _np(layer.conv(x)) + f, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(x, f)), to_numpy(layer.conv(x)) + f, rtol=1e-5, atol=1e-5)
 
 
 def test_dropout_shortcut_drops_only_in_training():
     h, f = _pair()
     layer = _built(L.DropoutShortcut, rate=0.5)
-    np.testing.assert_allclose(_np(layer(h, f, training=False)), h + f, rtol=1e-6)
-    kept = _np(layer(h, f, training=True)) - f
+    np.testing.assert_allclose(to_numpy(layer(h, f, training=False)), h + f, rtol=1e-6)
+    kept = to_numpy(layer(h, f, training=True)) - f
     dropped = np.isclose(kept, 0.0, atol=1e-6)
     assert 0.3 < dropped.mean() < 0.7
     np.testing.assert_allclose(kept[~dropped], 2.0 * h[~dropped], rtol=1e-5)
@@ -240,7 +238,7 @@ def _unit_pair(rate, unit="full_preactivation"):
 def test_drop_path_rate_zero_is_the_plain_unit():
     x, plain, unit = _unit_pair(0.0)
     assert unit.drop_path is None and unit.get_weights() and len(unit.weights) == len(plain.weights)
-    np.testing.assert_array_equal(_np(unit(x, training=True)), _np(plain(x, training=True)))
+    np.testing.assert_array_equal(to_numpy(unit(x, training=True)), to_numpy(plain(x, training=True)))
 
 
 @pytest.mark.parametrize("unit", ["full_preactivation", "relu_before_addition"])
@@ -249,20 +247,20 @@ def test_drop_path_drops_whole_branches_at_the_rate_and_scales_the_kept_ones(uni
     x, plain, dropping = _unit_pair(rate, unit)
     # Both units add to the identity and do nothing after it; training-mode BN normalises with the batch's
     # statistics, the same for both. So each example's output is x (branch dropped) or x + F(x) / (1 - rate).
-    residual = _np(plain(x, training=True)) - x
-    out = _np(dropping(x, training=True))
+    residual = to_numpy(plain(x, training=True)) - x
+    out = to_numpy(dropping(x, training=True))
     dropped = np.array([np.array_equal(o, xi) for o, xi in zip(out, x)])
     kept = np.array([np.allclose(o - xi, r / (1 - rate), rtol=1e-4, atol=1e-4) for o, xi, r in zip(out, x, residual)])
     assert np.all(kept ^ dropped)
     # 2000 examples: the dropped share is within 4 standard deviations (0.041) of the rate.
     assert abs(dropped.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / len(x))
-    np.testing.assert_allclose(_np(dropping(x, training=False)), _np(plain(x, training=False)), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(dropping(x, training=False)), to_numpy(plain(x, training=False)), rtol=1e-6)
 
 
 def test_drop_path_never_touches_the_identity_path_unlike_the_dropout_shortcut():
     layer = L.DropPath(0.5)
     branch = np.ones((400, 2, 2, 3), "float32")
-    out = _np(layer(branch, training=True))
+    out = to_numpy(layer(branch, training=True))
     # Per example all or nothing: the mask is one number per example, not per activation.
     per_example = out.reshape(len(out), -1)
     assert np.all((per_example == 0).all(1) | (per_example == 2.0).all(1))
@@ -275,22 +273,22 @@ def test_drop_path_never_touches_the_identity_path_unlike_the_dropout_shortcut()
 def test_strided_conv_pads_symmetrically_like_torch():
     x = _x((1, 8, 8, 3))
     conv = L.TorchConv2D(4, 3, strides=2)
-    y = _np(conv(x))
+    y = to_numpy(conv(x))
     reference = keras.layers.Conv2D(4, 3, strides=2, padding="valid", use_bias=False)
     reference.build((None, 10, 10, 3))
     reference.set_weights(conv.get_weights())
-    expected = _np(reference(np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))))
+    expected = to_numpy(reference(np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))))
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
     same = keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)
     same.build((None, 8, 8, 3))
     same.set_weights(conv.get_weights())
-    assert not np.allclose(_np(same(x)), y), "Keras 'same' is asymmetric here; the two must differ"
+    assert not np.allclose(to_numpy(same(x)), y), "Keras 'same' is asymmetric here; the two must differ"
 
 
 def test_conv_initialisation_is_he_normal_over_fan_out():
     conv = L.TorchConv2D(256, 3)
     conv.build((None, 8, 8, 128))
-    std = float(np.std(_np(conv.kernel)))
+    std = float(np.std(to_numpy(conv.kernel)))
     assert abs(std - np.sqrt(2.0 / (3 * 3 * 256))) < 0.05 * np.sqrt(2.0 / (3 * 3 * 256))
 
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras_preresnet import export
 import export_testing
 import keras_preresnet as kp
-from keras_preresnet import datasets, predict, preprocessing, runtimes
+from keras_preresnet import cli, datasets, predict, preprocessing, runtimes
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_folder_is_labelled_and_the_corrupt_file_is_named_and_skipped(images, we
     out = tmp_path / "labels.json"
     status = predict.main([str(folder / "photos"), "--model=ResNet20", f"--weights={path}", f"--output={out}"])
     err = capsys.readouterr().err
-    assert status == predict.EXIT_SOME_FAILED
+    assert status == cli.EXIT_FAILURE
     assert "skipped" in err and "broken.png" in err and "1 of 6 inputs" in err
     saved = json.loads(out.read_text())
     assert [row["file"] for row in saved["predictions"]] == sorted(files)
@@ -94,9 +94,9 @@ def test_progress_bar_counts_the_images(images, weights, capsys):
     (["--model=ResNet20", "--weights=missing.weights.h5"], "`weights` must be None, 'imagenet' or the path"),
     (["--model=ResNet20", "--classes=0"], "positive number of classes"),
 ])
-def test_usage_errors_exit_2_with_one_line(images, arguments, message, capsys):
+def test_user_errors_exit_1_with_one_line(images, arguments, message, capsys):
     _, files = images
-    assert predict.main(files[:1] + arguments) == predict.EXIT_ERROR
+    assert predict.main(files[:1] + arguments) == cli.EXIT_FAILURE
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("predict: error:") and message in err[0]
 
@@ -106,7 +106,7 @@ def test_missing_file_and_empty_glob_are_reported_and_the_rest_labelled(images, 
     status = predict.main([files[0], "nowhere/cat.jpg", "nowhere/*.png", "--model=ResNet20",
                            f"--weights={weights[1]}"])
     captured = capsys.readouterr()
-    assert status == predict.EXIT_SOME_FAILED and captured.out.startswith(files[0])
+    assert status == cli.EXIT_FAILURE and captured.out.startswith(files[0])
     assert "nowhere/cat.jpg: no such file or folder" in captured.err
     assert "nowhere/*.png: no file matches this pattern" in captured.err
 
@@ -155,7 +155,7 @@ def test_exported_model_without_its_record_is_a_clear_error(exported, images, tm
     _, paths = exported
     lonely = tmp_path / "lonely.onnx"
     lonely.write_bytes(open(os.path.join(paths["onnx"], "model.onnx"), "rb").read())
-    assert predict.main(images[1][:1] + [f"--model={lonely}"]) == predict.EXIT_ERROR
+    assert predict.main(images[1][:1] + [f"--model={lonely}"]) == cli.EXIT_FAILURE
     assert runtimes.RECORD_FILENAME in capsys.readouterr().err
 
 
@@ -175,10 +175,4 @@ def test_cam_writes_a_heat_map_png_per_image(images, weights, tmp_path):
 def test_cam_of_an_exported_model_is_refused(exported, images, tmp_path, capsys):
     _, paths = exported
     status = predict.main(images[1][:1] + [f"--model={paths['saved_model']}", f"--cam={tmp_path}"])
-    assert status == predict.EXIT_ERROR and "--cam needs a Keras model" in capsys.readouterr().err
-
-
-def test_crop_box_is_the_centre_crop_in_original_pixels():
-    # 300x400: shorter side 300 -> 256 for a 224 crop, so the crop covers 224 * 300 / 256 = 262.5 pixels.
-    assert predict.crop_box(300, 400, "imagenet", 224) == (19, 69, 262, 262)
-    assert predict.crop_box(40, 60, "cifar10", 32) == (0, 0, 40, 60)
+    assert status == cli.EXIT_FAILURE and "--cam needs a Keras model" in capsys.readouterr().err

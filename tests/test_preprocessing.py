@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import keras_preresnet as kp
-from keras_preresnet import datasets, defaults
+from keras_preresnet import datasets, defaults, preprocessing
 from keras_preresnet.preprocessing import (
     ImagePreprocessing,
     decode_predictions,
@@ -259,3 +259,8 @@ def test_decode_predictions_refuses_bad_shapes(preds, top):
     with pytest.raises(ValueError, match="top|samples, 1000"):
         decode_predictions(preds, top=top)
 
+
+def test_crop_box_is_the_centre_crop_in_original_pixels():
+    # 300x400: shorter side 300 -> 256 for a 224 crop, so the crop covers 224 * 300 / 256 = 262.5 pixels.
+    assert preprocessing.crop_box(300, 400, "imagenet", 224) == (19, 69, 262, 262)
+    assert preprocessing.crop_box(40, 60, "cifar10", 32) == (0, 0, 40, 60)

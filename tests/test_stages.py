@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 
 from keras_preresnet import layers as L
-from keras_preresnet import models, stages
+from keras_preresnet import looped_models, models, stages
 from model_testing import randomize_batchnorm
+from support import REPO, to_numpy
 
 BACKEND = keras.backend.backend()
 BLOCKS = (1, 1, 3)  # the last stage loops its second and third unit
 SHAPE = (8, 8, 3)
 
-
-def _np(t):
-    return keras.ops.convert_to_numpy(t)
 
 
 def _pair(unit="full_preactivation", form=None, shortcut="identity", shortcut_options=None, remat=False,
@@ -29,7 +27,7 @@ def _pair(unit="full_preactivation", form=None, shortcut="identity", shortcut_op
     unrolled = models.build_resnet(depth, scan_units=False, **options)
     randomize_batchnorm(unrolled, seed=1)
     looped = models.build_resnet(depth, scan_units=True, remat=remat, **options)
-    stages.copy_weights(unrolled, looped)
+    looped_models.copy_weights(unrolled, looped)
     return unrolled, looped
 
 
@@ -41,7 +39,7 @@ def _by_unit_path(model, values):
     """``{unrolled variable path: array}`` for ``values`` given in the order of ``model.variables``."""
     out = {}
     for variable, value in zip(model.variables, values):
-        out[variable.path] = _np(value)
+        out[variable.path] = to_numpy(value)
     for layer in model.layers:
         if isinstance(layer, stages.ScannedStage):
             template = layer.template()
@@ -86,7 +84,7 @@ def _training_step(model, x, xla=False):
     grads = dict(zip([v.path for v in model.trainable_variables], grads))
     # Non-trainable variables get a zero gradient so that both dictionaries cover the same paths.
     ordered = [grads.get(v.path, np.zeros(v.shape, "float32")) for v in model.variables]
-    return _np(y), _by_unit_path(model, ordered), _by_unit_path(model, [v.value for v in model.variables])
+    return to_numpy(y), _by_unit_path(model, ordered), _by_unit_path(model, [v.value for v in model.variables])
 
 
 def _assert_close(a, b, what):
@@ -131,7 +129,7 @@ def _check_exact(unit, form, shortcut, xla=False, remat=False):
     assert any(isinstance(l, stages.ScannedStage) for l in looped.layers)
     x = _x()
     # Inference uses the moving statistics, which randomize_batchnorm made far from a batch's.
-    np.testing.assert_allclose(_np(looped(x, training=False)), _np(unrolled(x, training=False)),
+    np.testing.assert_allclose(to_numpy(looped(x, training=False)), to_numpy(unrolled(x, training=False)),
                                rtol=1e-5, atol=1e-6)
     y0, grads0, after0 = _training_step(unrolled, x, xla)
     y1, grads1, after1 = _training_step(looped, x, xla)
@@ -146,7 +144,7 @@ def _check_exact(unit, form, shortcut, xla=False, remat=False):
 def test_auto_loops_long_stages_only():
     assert stages.loops("auto", stages.AUTO_MIN_UNITS) and not stages.loops("auto", stages.AUTO_MIN_UNITS - 1)
     assert stages.loops(True, 3) and not stages.loops(True, 2) and not stages.loops(False, 100)
-    assert not stages.is_looped(models.build_resnet(20, input_shape=SHAPE))
+    assert not looped_models.is_looped(models.build_resnet(20, input_shape=SHAPE))
     with pytest.raises(ValueError, match=r"`scan_units` must be 'auto', True or False; received scan_units='yes'"):
         models.build_resnet(20, scan_units="yes")
 
@@ -169,7 +167,7 @@ def kp_flops(model):
 def test_each_looped_unit_draws_its_own_he_initialisation():
     stage = stages.ScannedStage(L.FullPreActivationUnit(32), [f"u{j}" for j in range(2, 10)])
     stage.build((None, 8, 8, 32))
-    kernel = _np(next(v for v in stage.stacked if v.path.endswith("1_conv_kernel")))
+    kernel = to_numpy(next(v for v in stage.stacked if v.path.endswith("1_conv_kernel")))
     assert kernel.shape == (8, 3, 3, 32, 32)
     # fb.resnet.torch's He initialisation of each unit's 3x3x32->32 kernel: std sqrt(2 / (3 * 3 * 32)).
     np.testing.assert_allclose(kernel.reshape(8, -1).std(axis=1), np.sqrt(2 / (9 * 32)), rtol=0.1)
@@ -187,13 +185,13 @@ def test_a_stage_of_units_that_change_shape_cannot_loop():
 
 def test_inference_uses_moving_statistics_and_leaves_them_alone():
     _, looped = _pair()
-    before = [_np(v) for v in looped.non_trainable_variables]
+    before = [to_numpy(v) for v in looped.non_trainable_variables]
     x = _x()
-    first = _np(looped(x, training=False))
+    first = to_numpy(looped(x, training=False))
     # Moving statistics, not batch statistics: one image gives the same output alone as in a batch.
-    np.testing.assert_allclose(_np(looped(x[:1], training=False)), first[:1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(looped(x[:1], training=False)), first[:1], rtol=1e-5, atol=1e-6)
     for old, new in zip(before, looped.non_trainable_variables):
-        np.testing.assert_array_equal(_np(new), old)
+        np.testing.assert_array_equal(to_numpy(new), old)
 
 
 def test_dropout_shortcut_draws_a_new_mask_in_every_unit():
@@ -204,11 +202,11 @@ def test_dropout_shortcut_draws_a_new_mask_in_every_unit():
     x = np.ones((64, 8, 8, 4), "float32")
     stage.build(x.shape)
     stage.set_unit_weights([[np.zeros_like(w) for w in unit] for unit in stage.get_unit_weights()])
-    kept = (_np(stage(x, training=True)) != 0).mean()
+    kept = (to_numpy(stage(x, training=True)) != 0).mean()
     assert abs(kept - 0.125) < 0.02, kept
     # The seed advances between calls, and inference drops nothing.
-    assert (_np(stage(x, training=True)) != _np(stage(x, training=True))).any()
-    np.testing.assert_array_equal(_np(stage(x, training=False)), x)
+    assert (to_numpy(stage(x, training=True)) != to_numpy(stage(x, training=True))).any()
+    np.testing.assert_array_equal(to_numpy(stage(x, training=False)), x)
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16"])
@@ -219,7 +217,7 @@ def test_mixed_precision_loops_in_the_compute_dtype_with_float32_weights(policy)
         unrolled, looped = _pair()
         stage = next(l for l in looped.layers if isinstance(l, stages.ScannedStage))
         x = _x()
-        got, expected = _np(looped(x, training=False)), _np(unrolled(x, training=False))
+        got, expected = to_numpy(looped(x, training=False)), to_numpy(unrolled(x, training=False))
         looped.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
         loss = looped.train_on_batch(x, np.arange(4) % 5)
     finally:
@@ -245,7 +243,7 @@ def _h5_entries(path):
 def test_weights_files_have_the_unrolled_layout_and_load_into_either_form(tmp_path):
     unrolled, looped = _pair("original", "basic", "exclusive_gating")
     x = _x()
-    expected = _np(unrolled(x, training=False))
+    expected = to_numpy(unrolled(x, training=False))
     from_unrolled, from_looped = str(tmp_path / "unrolled.weights.h5"), str(tmp_path / "looped.weights.h5")
     unrolled.save_weights(from_unrolled)
     looped.save_weights(from_looped)
@@ -253,10 +251,10 @@ def test_weights_files_have_the_unrolled_layout_and_load_into_either_form(tmp_pa
 
     fresh_looped = _pair("original", "basic", "exclusive_gating")[1]
     fresh_looped.load_weights(from_unrolled)
-    np.testing.assert_allclose(_np(fresh_looped(x, training=False)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(fresh_looped(x, training=False)), expected, rtol=1e-5, atol=1e-6)
     fresh_unrolled = models.build_resnet(20, unit="original", shortcut="exclusive_gating", units_per_stage=BLOCKS,
                                          input_shape=SHAPE, classes=5, scan_units=False, weights=from_looped)
-    np.testing.assert_allclose(_np(fresh_unrolled(x, training=False)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(fresh_unrolled(x, training=False)), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_a_looped_weights_file_is_published_whole_with_the_umask_mode(tmp_path):
@@ -283,7 +281,7 @@ def test_a_looped_checkpoint_killed_mid_write_leaves_nothing_behind_the_next_sav
 
     from keras_preresnet import files
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = REPO
     script = (
         "import sys\n"
         "from keras_preresnet import files, models\n"
@@ -315,23 +313,23 @@ def test_looped_model_round_trips_through_a_keras_archive(tmp_path):
     path = str(tmp_path / "looped.keras")
     looped.save(path)
     restored = keras.models.load_model(path)
-    assert isinstance(restored, stages.LoopedModel)
+    assert isinstance(restored, looped_models.LoopedModel)
     x = _x()
-    np.testing.assert_array_equal(_np(restored(x, training=False)), _np(looped(x, training=False)))
+    np.testing.assert_array_equal(to_numpy(restored(x, training=False)), to_numpy(looped(x, training=False)))
 
 
 def test_unroll_and_fold_batchnorm_give_the_looped_function_with_a_layer_per_unit():
     from keras_preresnet import fold_batchnorm
 
     _, looped = _pair("original", "bottleneck", "conv1x1")
-    twin = stages.unroll(looped)
-    assert not stages.is_looped(twin)
+    twin = looped_models.unroll(looped)
+    assert not looped_models.is_looped(twin)
     assert twin.get_layer("conv4_block3").name == "conv4_block3"
     assert twin.count_params() == looped.count_params()
     x = _x()
-    expected = _np(looped(x, training=False))
-    np.testing.assert_allclose(_np(twin(x, training=False)), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(_np(fold_batchnorm(looped)(x, training=False)), expected, rtol=1e-4, atol=1e-5)
+    expected = to_numpy(looped(x, training=False))
+    np.testing.assert_allclose(to_numpy(twin(x, training=False)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(fold_batchnorm(looped)(x, training=False)), expected, rtol=1e-4, atol=1e-5)
 
 
 def _compiled_training_step_hlo(model, x):
@@ -421,7 +419,7 @@ def test_looped_net_learns_on_real_images_like_the_unrolled_one(cifar_dir):
     y = labels[:64]
     built = [models.build_resnet(20, units_per_stage=(1, 1, 3), input_shape=x.shape[1:], classes=10, scan_units=scan,
                                  classifier_activation=None) for scan in (False, True)]
-    stages.copy_weights(*built)  # the same starting weights
+    looped_models.copy_weights(*built)  # the same starting weights
     initial, histories = [], []
     for model in built:
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
@@ -447,11 +445,11 @@ def test_torch7_checkpoint_converts_into_a_looped_model(tmp_path):
     writer.save(path, writer.released_preresnet(blocks=blocks, classes=7))
     built = [models.build_resnet(200, layout="imagenet", units_per_stage=blocks, classes=7, input_shape=(32, 32, 3),
                                  classifier_activation=None, scan_units=scan, weights=path) for scan in (False, True)]
-    assert stages.is_looped(built[1])
+    assert looped_models.is_looped(built[1])
     x = np.random.RandomState(2).rand(2, 32, 32, 3).astype("float32")
-    expected = _np(built[0](x, training=False))
+    expected = to_numpy(built[0](x, training=False))
     assert expected.std() > 0.01
-    np.testing.assert_allclose(_np(built[1](x, training=False)), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(built[1](x, training=False)), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_looped_model_exports_to_every_format_with_parity(cifar_dir, tmp_path):

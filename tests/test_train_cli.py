@@ -11,19 +11,13 @@ import time
 
 import numpy as np
 import pytest
+from support import REPO, subprocess_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--config=cifar10_preact_resnet110", "--depth=8", "--recipe=cifar_public_code", "--lr_scaling=none"]
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("TF_CONFIG", None)
-    return env
-
-
 def _train(*args, module="keras_preresnet.train", timeout=300):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=_env(), capture_output=True,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=subprocess_env(), capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -40,7 +34,7 @@ def test_help_lists_the_configs():
 def test_command_lines_refuse_missing_flags_and_stray_arguments_but_list_without_them(tmp_path):
     from absl import app
 
-    from keras_preresnet.train import cli
+    from keras_preresnet import cli
 
     given = type("Flags", (), dict(config="cifar10_resnet110", data_dir="", model_dir=None))()
     with pytest.raises(app.UsageError, match=r"Unexpected arguments: extra words"):
@@ -99,7 +93,7 @@ def _metrics(model_dir):
 
 def _run_until(command, condition, extra_seconds=0.0):
     """Starts ``command`` and SIGKILLs it ``extra_seconds`` after ``condition()`` holds."""
-    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     try:
         while not condition():
@@ -130,7 +124,7 @@ def test_deterministic_run_sigkilled_twice_resumes_bit_identical_to_the_uninterr
     assert killed_at < 2 * steps_per_epoch
     _run_until(command, lambda: max(_checkpoint_steps(model_dir)) > killed_at, random.Random(11).uniform(0, 1.5))
 
-    resumed = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     restart = int(resumed.stdout.split("from step ")[1].split()[0])
     assert restart > killed_at
@@ -167,7 +161,7 @@ def test_deterministic_run_killed_at_random_moments_ends_bit_identical(tmp_path,
     rng = random.Random(5)
     for _ in range(5):
         _run_until(command, lambda: True, rng.uniform(3, 25))
-    resumed = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_bit_identical(tmp_path / "reference" / "last.weights.h5", tmp_path / "run" / "last.weights.h5")
     assert [r["test_loss"] for r in _metrics(tmp_path / "run")] == [
@@ -196,7 +190,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, cifar_dir):
     command = [sys.executable, "-m", "keras_preresnet.train", *SMALL, f"--data_dir={cifar_dir}", f"--model_dir={model_dir}",
                "--epochs=50", "--batch_size=32", "--train_examples=256", "--eval_examples=64", "--noprogress",
                "--checkpoint_steps=3"]
-    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.time() + 300
     while not _checkpoint_steps(model_dir):  # training is under way

@@ -2,7 +2,6 @@
 processes on 127.0.0.1, and the global / per-replica batch rule."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,8 +12,8 @@ import pytest
 
 from model_testing import weights_file_arrays
 from keras_preresnet.train import distribute
+from support import REPO, subprocess_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--config=cifar10_preact_resnet110", "--depth=8", "--recipe=cifar_public_code", "--lr_scaling=none",
          "--epochs=1", "--batch_size=32", "--train_examples=128", "--eval_examples=64", "--noprogress"]
 
@@ -22,13 +21,6 @@ SMALL = ["--config=cifar10_preact_resnet110", "--depth=8", "--recipe=cifar_publi
 class _Replicas:
     def __init__(self, count):
         self.num_replicas_in_sync = count
-
-
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra)
-    if "TF_CONFIG" not in extra:
-        env.pop("TF_CONFIG", None)
-    return env
 
 
 def test_global_batch_splits_evenly_over_replicas():
@@ -64,7 +56,7 @@ MIRRORED_CHECK = textwrap.dedent("""
 
 def test_mirrored_strategy_over_two_logical_cpus_keeps_replicas_identical(tmp_path, cifar_dir):
     result = subprocess.run([sys.executable, "-c", MIRRORED_CHECK, str(tmp_path), str(cifar_dir)], cwd=REPO,
-                            env=_env(), capture_output=True, text=True, timeout=300)
+                            env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2 and report["summary"]["replicas"] == 2
@@ -120,7 +112,7 @@ def test_mirrored_step_over_two_replicas_updates_weights_as_one_device_step(tmp_
     """The loss is divided by the global batch on every replica, and the replicas' gradients are summed,
     so one step of 2 replicas on a batch moves the weights exactly as one device on the same batch."""
     result = subprocess.run([sys.executable, "-c", STEP_CHECK, str(tmp_path), str(cifar_dir)], cwd=REPO,
-                            env=_env(), capture_output=True, text=True, timeout=300)
+                            env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
@@ -149,7 +141,7 @@ def test_multi_worker_with_two_processes_finishes_with_identical_weights(tmp_pat
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "keras_preresnet.train", *SMALL, "--strategy=multi_worker", f"--data_dir={cifar_dir}",
              f"--model_dir={model_dir}"],
-            cwd=REPO, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO, env=subprocess_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         ))
     outputs = []
     try:

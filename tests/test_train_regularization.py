@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_preresnet.train import configs, distribute, network, regularization, trainer
+from keras_preresnet.train import configs, network, regularization, trainer
 from keras_preresnet.train.evaluate import evaluate_weights
+from support import one_device_strategy, small_settings
 
 CONFIG = configs.get_config("cifar10_preact_resnet110")
 EVERYTHING = dict(label_smoothing=0.1, lr_schedule="cosine", warmup_epochs=1, ema_decay=0.8, mixup_alpha=0.4,
@@ -40,13 +41,12 @@ def test_label_smoothing_trains_on_the_smoothed_targets():
 
 
 def _settings(model_dir, data_dir, **options):
-    return trainer.Settings(model_dir=str(model_dir), data_dir=str(data_dir), depth=8, batch_size=32, epochs=2,
-                            train_examples=64, eval_examples=64, progress=False, recipe="cifar_public_code",
-                            lr_scaling="none", options=options)
+    return small_settings(model_dir, data_dir, batch_size=32, epochs=2, train_examples=64, eval_examples=64,
+                          options=options)
 
 
 def test_the_trainers_loss_is_the_smoothed_cross_entropy(tmp_path, cifar_dir):
-    run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, label_smoothing=0.2), _strategy())
+    run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, label_smoothing=0.2), one_device_strategy())
     images = tf.random.normal([32, 32, 32, 3], seed=1)
     labels = tf.constant(np.arange(32) % 10, tf.int64)
     _, loss, _ = trainer.compute_gradients(run.model, run.optimizer, images, labels, 32, 0.0,
@@ -56,16 +56,13 @@ def test_the_trainers_loss_is_the_smoothed_cross_entropy(tmp_path, cifar_dir):
     assert float(loss) == pytest.approx(-(targets * _log_softmax(logits)).sum(-1).mean(), rel=1e-5)
 
 
-def _strategy():
-    return distribute.make_strategy("one_device")
-
 
 @pytest.fixture(scope="module")
 def everything_run(tmp_path_factory, cifar_dir):
     """2 epochs of 2 steps with every training option on."""
     model_dir = tmp_path_factory.mktemp("everything")
     keras.utils.set_random_seed(0)
-    run = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, **EVERYTHING), _strategy())
+    run = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, **EVERYTHING), one_device_strategy())
     return run, run.run(), model_dir
 
 
@@ -96,7 +93,7 @@ def test_the_averaged_weights_are_tested_and_saved(everything_run, cifar_dir, tm
     run.model.save_weights(raw_path)
 
     def test_loss(path):
-        return evaluate_weights(CONFIG, path, str(cifar_dir), depth=8, limit=64, strategy=_strategy())
+        return evaluate_weights(CONFIG, path, str(cifar_dir), depth=8, limit=64, strategy=one_device_strategy())
 
     with open(model_dir / "metrics.csv", newline="") as f:
         reported = list(csv.DictReader(f))[-1]

@@ -8,9 +8,9 @@ import sys
 import pytest
 from matplotlib.colors import to_hex
 
-from keras_preresnet.train import configs, plotting, table
+from keras_preresnet.train import configs, plotting, table, trainer
+from support import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _metrics(train, test):
@@ -90,8 +90,6 @@ def test_a_run_is_finished_only_at_the_end_of_its_schedule(tmp_path):
 
 
 def _settings(tmp_path, **kwargs):
-    from keras_preresnet.train import trainer
-
     return trainer.Settings(model_dir=None, data_dir=str(tmp_path), **kwargs)
 
 

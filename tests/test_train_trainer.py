@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from keras_preresnet.train import configs, distribute, network, schedules, trainer
+from support import one_device_strategy, small_settings
 
 CONFIG = configs.get_config("cifar10_preact_resnet110")
 
@@ -24,22 +25,16 @@ def _float32_policy():
 
 
 def _settings(model_dir, data_dir, **overrides):
-    values = dict(model_dir=str(model_dir), data_dir=str(data_dir), depth=8, batch_size=64, epochs=2,
-                  train_examples=1024, eval_examples=500, progress=False, recipe="cifar_public_code",
-                  lr_scaling="none")
-    values.update(overrides)
-    return trainer.Settings(**values)
+    return small_settings(model_dir, data_dir, **dict(dict(batch_size=64, epochs=2, train_examples=1024,
+                                                           eval_examples=500), **overrides))
 
-
-def _strategy():
-    return distribute.make_strategy("one_device")
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, cifar_dir):
     model_dir = tmp_path_factory.mktemp("run")
     keras.utils.set_random_seed(0)
-    run = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), _strategy())
+    run = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), one_device_strategy())
     summary = run.run()
     return model_dir, summary
 
@@ -81,7 +76,7 @@ def test_saved_weights_reproduce_the_reported_test_error(finished_run, cifar_dir
 
     model_dir, summary = finished_run
     result = evaluate_weights(CONFIG, str(model_dir / "last.weights.h5"), str(cifar_dir), depth=8, limit=500,
-                              strategy=_strategy())
+                              strategy=one_device_strategy())
     assert result["images"] == 500
     assert result["top1_error"] == pytest.approx(summary["final_test_error"], abs=1e-6)
     assert result["top5_error"] == pytest.approx(summary["final_test_top5_error"], abs=1e-6)
@@ -90,7 +85,7 @@ def test_saved_weights_reproduce_the_reported_test_error(finished_run, cifar_dir
 def test_finished_run_started_again_does_nothing_more(finished_run, cifar_dir):
     model_dir, _ = finished_run
     before = (model_dir / "metrics.csv").read_text()
-    summary = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), _strategy()).run()
+    summary = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), one_device_strategy()).run()
     assert summary["steps"] == 32 and (model_dir / "metrics.csv").read_text() == before
 
 
@@ -102,7 +97,7 @@ def test_restart_rewrites_what_a_kill_after_the_last_checkpoint_cut_short(finish
     (model_dir / "metrics.csv").write_text(complete[: complete.rindex("\n", 0, -1) + 12])  # half a row
     os.remove(model_dir / "curves.png")
     os.remove(model_dir / "last.weights.h5")
-    summary = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), _strategy()).run()
+    summary = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir), one_device_strategy()).run()
     assert summary["steps"] == 32
     assert (model_dir / "metrics.csv").read_text() == complete
     assert (model_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -116,7 +111,7 @@ def test_restart_rewrites_what_a_kill_after_the_last_checkpoint_cut_short(finish
 
 def test_weight_decay_is_coupled_l2_on_every_trainable_weight(tmp_path, cifar_dir):
     run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, train_examples=64, eval_examples=64,
-                                            weight_decay=0.01), _strategy())
+                                            weight_decay=0.01), one_device_strategy())
     run._set_frozen(0)
     images = tf.random.normal([64, 32, 32, 3])
     labels = tf.constant(np.arange(64) % 10, tf.int64)
@@ -135,7 +130,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
     shutil.copytree(finished_run[0], model_dir)
     good = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
     metrics = (model_dir / "metrics.csv").read_text()
-    run = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, epochs=3, learning_rate=1e12), _strategy())
+    run = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, epochs=3, learning_rate=1e12), one_device_strategy())
     with pytest.raises(trainer.TrainingError, match=r"(loss became (nan|inf)|weights became non-finite).*"
                                                     r"last good checkpoint is kept"):
         run.run()
@@ -150,7 +145,7 @@ def test_resuming_with_another_batch_size_is_refused(finished_run, tmp_path, cif
     model_dir = tmp_path / "other"
     shutil.copytree(finished_run[0], model_dir)
     with pytest.raises(trainer.TrainingError, match="other settings.*global_batch 64 -> 32"):
-        trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, batch_size=32, epochs=3), _strategy()).run()
+        trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, batch_size=32, epochs=3), one_device_strategy()).run()
 
 
 @pytest.mark.parametrize("precision,xla", [
@@ -159,7 +154,7 @@ def test_resuming_with_another_batch_size_is_refused(finished_run, tmp_path, cif
 ])
 def test_precision_and_xla_train_with_float32_weights_and_logits(precision, xla, tmp_path, cifar_dir):
     run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, precision=precision, xla=xla, epochs=1,
-                                            batch_size=32, train_examples=64, eval_examples=32), _strategy())
+                                            batch_size=32, train_examples=64, eval_examples=32), one_device_strategy())
     summary = run.run()
     assert summary["steps"] == 2 and summary["test_examples"] == 32
     # The reported error counts whole images of the 32 (an evaluation that skipped or double-counted
@@ -176,7 +171,7 @@ def test_mixed_float16_learns_on_real_cifar_images_with_loss_scaling(tmp_path, c
     large (the loss diverges)."""
     keras.utils.set_random_seed(0)
     run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, precision="mixed_float16", epochs=3,
-                                            train_examples=512, eval_examples=500), _strategy())
+                                            train_examples=512, eval_examples=500), one_device_strategy())
     summary = run.run()
     with open(tmp_path / "metrics.csv", newline="") as f:
         losses = [float(r["train_loss"]) for r in csv.DictReader(f)]
@@ -226,13 +221,13 @@ def _assert_loss_scaling_skips_overflowing_steps(run):
 
 def test_bad_settings_are_refused_up_front(tmp_path, cifar_dir):
     with pytest.raises(ValueError, match="--freeze_backbone needs pretrained weights"):
-        trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, freeze_backbone=True), _strategy())
+        trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, freeze_backbone=True), one_device_strategy())
     with pytest.raises(ValueError, match="either --epochs or --steps"):
-        trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, steps=5), _strategy())
+        trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, steps=5), one_device_strategy())
     with pytest.raises(ValueError, match="positive multiple"):
         distribute.global_batch_size(distribute.make_strategy("one_device"), 0)
     with pytest.raises(ValueError, match="precision"):
-        trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, precision="float8"), _strategy())
+        trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, precision="float8"), one_device_strategy())
     assert not os.path.exists(tmp_path / "checkpoints")
 
 
@@ -248,7 +243,7 @@ def test_corrupt_image_stops_with_a_data_error(tmp_path, cifar_dir):
             tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(images[i]))
     (tmp_path / "images" / "train" / "class0" / "broken.png").write_bytes(b"\x89PNG truncated")
     run = trainer.Trainer(CONFIG, _settings(tmp_path / "run", tmp_path / "images", batch_size=9, epochs=1),
-                          _strategy())
+                          one_device_strategy())
     with pytest.raises(data.DataError, match="Could not read a training image"):
         run.run()
 
@@ -292,11 +287,11 @@ def test_run_json_lets_predict_and_export_use_the_run_without_flags(finished_run
 def test_validation_trains_on_the_split_and_tests_on_the_held_out_training_images(tmp_path, cifar_dir):
     from keras_preresnet.datasets import load_cifar
 
-    run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, train_examples=200, validation=True), _strategy())
+    run = trainer.Trainer(CONFIG, _settings(tmp_path, cifar_dir, train_examples=200, validation=True), one_device_strategy())
     assert (run.train_source.num_examples, run.test_source.num_examples) == (180, 20)
     _, labels = load_cifar(cifar_dir, "cifar10", "train")
     assert [int(label) for _, label in run.test_source.dataset] == list(labels[180:200])
     assert run.schedule.steps_per_epoch == 180 // 64
     without = dataclasses.replace(CONFIG, validation_fraction=None)
     with pytest.raises(ValueError, match="has no validation split of its paper; leave out --validation"):
-        trainer.Trainer(without, _settings(tmp_path, cifar_dir, validation=True), _strategy())
+        trainer.Trainer(without, _settings(tmp_path, cifar_dir, validation=True), one_device_strategy())

@@ -26,7 +26,7 @@ import io
 import keras
 import numpy as np
 
-from keras_preresnet import files, stages
+from keras_preresnet import files, looped_models
 from keras_preresnet.layers import TorchConv2D
 
 
@@ -37,7 +37,7 @@ def response_points(model):
     layer names follow the keras.applications scheme, in which a convolution's BN carries its number.
     """
     # A looped stage hides its units' layers in one loop body; its unrolled twin has each of them.
-    model = stages.unroll(model)
+    model = looped_models.unroll(model)
     layers = list(model._flatten_layers(include_self=False, recursive=True))
     by_name = {layer.name: layer for layer in layers}
     points = {}
@@ -105,7 +105,7 @@ def layer_responses(model, images, batch_size=100):
         raise ValueError(f"`images` must be a non-empty batch [N, H, W, C]; received shape {images.shape}.")
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer; received batch_size={batch_size!r}.")
-    model = stages.unroll(model)
+    model = looped_models.unroll(model)
     points = response_points(model)
     moments = {name: _Moments() for name in points}
     with _recording(points, moments):

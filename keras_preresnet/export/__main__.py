@@ -1,14 +1,14 @@
 """Command line: ``python -m keras_preresnet.export --model=PreActResNet200 --weights=imagenet --out=models ...``.
 
 Builds the named model with its weights, exports the requested formats and prints the parity report of
-every artifact against the Keras model. Exit status 1 with a one-line error for bad input.
+every artifact against the Keras model. Exit status 1 with a one-line error for bad input, 2 for a usage error.
 """
 
-import sys
-
-from absl import app, flags, logging
-
 import keras_preresnet  # noqa: F401 (first: loads TensorFlow without its start-up lines)
+from absl import flags, logging
+
+from keras_preresnet import cli, export
+from keras_preresnet.export import parity
 
 flags.DEFINE_string("model", None, "Model name, e.g. PreActResNet200 or preact_resnet200, or a training run's "
                     "model_dir (brings its weights, class names and preprocessing).", required=True)
@@ -31,34 +31,28 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_preresnet import export
-    from keras_preresnet.export import parity
-
+    cli.check_arguments(argv, FLAGS)
     # TensorFlow's and the converters' INFO logs would bury the parity report (unless asked for).
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
 
-    try:
-        servable = export.build(
-            FLAGS.model, weights=FLAGS.weights or None, labels=FLAGS.classes,
-            preprocessing_name=FLAGS.preprocessing, name=FLAGS.name,
-        )
-        export.export_model(
-            servable, FLAGS.out, formats=FLAGS.formats, quantize=FLAGS.quantize, version=FLAGS.version,
-            parity_data=FLAGS.parity_data, calibration_data=FLAGS.calibration_data,
-            parity_images=FLAGS.parity_images, calibration_images=FLAGS.calibration_images,
-            fold_batchnorm=FLAGS.fold_batchnorm,
-        )
-    except (ValueError, FileExistsError, FileNotFoundError, ImportError, parity.ParityError) as error:
-        print(f"export: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    servable = export.build(
+        FLAGS.model, weights=FLAGS.weights or None, labels=FLAGS.classes,
+        preprocessing_name=FLAGS.preprocessing, name=FLAGS.name,
+    )
+    export.export_model(
+        servable, FLAGS.out, formats=FLAGS.formats, quantize=FLAGS.quantize, version=FLAGS.version,
+        parity_data=FLAGS.parity_data, calibration_data=FLAGS.calibration_data,
+        parity_images=FLAGS.parity_images, calibration_images=FLAGS.calibration_images,
+        fold_batchnorm=FLAGS.fold_batchnorm,
+    )
+    return cli.EXIT_OK
 
 
 def run():
-    app.run(main)
+    # ImportError: a format whose converter is not installed; ParityError: an artifact that does not
+    # reproduce the Keras model.
+    cli.run("export", main, failures=(ImportError, parity.ParityError))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import shutil
 
 import keras_preresnet
 from keras_preresnet import files
-from keras_preresnet.export import images, parity, saved_model, tflite, versions
+from keras_preresnet.export import images, onnx, parity, saved_model, tflite, versions
 from keras_preresnet import runtimes
 
 FORMATS = ("saved_model", "tflite", "onnx", "saved_model_float")
@@ -139,7 +139,7 @@ def export_model(
             staged[fmt] = versions.StagedVersion(bases[fmt], version)
         log(f"Exporting {servable.name} version {version} ({', '.join(formats)}) on {len(parity_files)} parity images.")
         # TFLite and ONNX want straight-line graphs: looped stages are exported unrolled.
-        servable = dataclasses.replace(servable, model=keras_preresnet.stages.unroll(servable.model))
+        servable = dataclasses.replace(servable, model=keras_preresnet.looped_models.unroll(servable.model))
         preprocessed = images.preprocessed_batch(servable, parity_files)
         reference = servable.model.predict(preprocessed, verbose=0)
         exported = servable
@@ -194,8 +194,6 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
                                          reference, calibration_files, context, log)
                 runtimes.write_record(os.path.join(staged["tflite"].path, runtimes.RECORD_FILENAME), **record)
             if "onnx" in staged:
-                from keras_preresnet.export import onnx
-
                 path = os.path.join(staged["onnx"].path, onnx.FILENAME)
                 log("Converting to ONNX ...")
                 onnx.convert(scratch, path)

@@ -8,7 +8,7 @@ import numpy as np
 
 from keras_preresnet import files
 
-# Float artifacts must reproduce the Keras probabilities to this absolute tolerance (the bar).
+# Float artifacts must reproduce the Keras probabilities to this absolute tolerance (the parity bar).
 FLOAT_TOLERANCE = 1e-4
 REPORT_FILENAME = "parity.json"
 

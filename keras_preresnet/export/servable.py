@@ -11,11 +11,10 @@ import os
 import keras
 import tensorflow as tf
 
-import keras_preresnet
-from keras_preresnet import models, preprocessing, runs
-from keras_preresnet.labels import default_labels, parse_classes, read_labels  # noqa: F401 (export API)
+from keras_preresnet import preprocessing, resolve
+from keras_preresnet.labels import read_labels  # noqa: F401 (export API)
 from keras_preresnet.layers import check_choice
-from keras_preresnet.models import resolve_architecture
+from keras_preresnet.models import resolve_architecture  # noqa: F401 (export API)
 
 PREPROCESSING = tuple(preprocessing.PREPROCESSING)
 
@@ -68,23 +67,6 @@ class Servable:
         return preprocessing.preprocess(tf.convert_to_tensor(image), self.preprocessing, self.image_size)
 
 
-def _from_run(model_dir, labels, preprocessing_name, name):
-    model, record = runs.build_from_run(model_dir)
-    network = record["network"]
-    architecture = models.named_architecture(network["depth"], network["unit"], network["layout"], network["form"])
-    default_name = models.public_name(architecture) if architecture else os.path.basename(os.path.normpath(model_dir))
-    return Servable(model, name or default_name, tuple(labels or runs.labels(record)),
-                    preprocessing_name or record["preprocessing"]["name"])
-
-
-def _run_of(weights):
-    """The training run a weights file belongs to (its folder holds run.json), or None."""
-    if not isinstance(weights, (str, os.PathLike)) or weights == "imagenet":
-        return None
-    folder = os.path.dirname(os.path.abspath(weights))
-    return runs.read_run(folder) if runs.is_run(folder) else None
-
-
 def build(model_name, weights=None, labels=None, preprocessing_name=None, name=None):
     """Builds a named model (``'PreActResNet200'``) or a training run's model with serving information.
 
@@ -97,36 +79,11 @@ def build(model_name, weights=None, labels=None, preprocessing_name=None, name=N
         labels: class labels (a sequence), the path of a file with one label per line, or the number of
             classes (as ``classes=`` in the builders; labelled with the dataset's names where they fit,
             else ``'0'``, ``'1'``, ...). Sets the classifier's size. By default the dataset's classes.
+            (``keras_preresnet.resolve`` decides all of this, as for ``python -m keras_preresnet.predict``.)
         preprocessing_name: ``'imagenet'``, ``'cifar10'`` or ``'cifar100'``; by default the run's, else
             from the layout.
         name: the serving name; by default the public model name.
     """
-    if isinstance(labels, (str, os.PathLike, int)):
-        count, labels = parse_classes(labels)
-    else:
-        count = None if labels is None else len(labels)
-    if runs.is_run(os.fspath(model_name)):
-        if weights is not None:
-            raise ValueError("A training run brings its own weights (best.weights.h5); leave --weights out.")
-        return _from_run(model_name, labels, preprocessing_name, name)
-    key = resolve_architecture(model_name)
-    run = _run_of(weights)
-    if run is not None:
-        count = count or run["network"]["classes"]
-        labels = labels if labels is not None else runs.labels(run)
-        preprocessing_name = preprocessing_name or run["preprocessing"]["name"]
-    if preprocessing_name is None:
-        preprocessing_name = preprocessing.default_preprocessing(models.ARCHITECTURES[key]["layout"], count)
-    check_choice("preprocessing", preprocessing_name, PREPROCESSING)
     # A servable is for export, which wants every unit as a layer (no looped stages).
-    model = keras_preresnet.build_named(key, weights=weights, classes=count, scan_units=False)
-    if labels is None:
-        labels = default_labels(preprocessing_name, model.output_shape[-1])
-        if labels is None and count is not None:
-            labels = tuple(str(i) for i in range(count))
-        if labels is None:
-            raise ValueError(
-                f"No class names are known for {model.output_shape[-1]} classes with {preprocessing_name!r} "
-                "preprocessing; pass labels (--classes FILE with one label per line, or the number of classes)."
-            )
-    return Servable(model, name or models.public_name(key), tuple(labels), preprocessing_name)
+    found = resolve.resolve(model_name, weights, labels, preprocessing_name, scan_units=False)
+    return Servable(found.model, name or found.name, found.labels, found.preprocessing)

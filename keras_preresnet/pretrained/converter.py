@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from keras_preresnet.pretrained import torch7
-from keras_preresnet import stages
+from keras_preresnet import looped_models
 from keras_preresnet.layers import ResidualUnit, TorchConv2D
 
 CONV = ("nn.SpatialConvolution", "cudnn.SpatialConvolution", "nn.SpatialConvolutionMM")
@@ -32,7 +32,6 @@ AVG_POOL = ("nn.SpatialAveragePooling", "cudnn.SpatialAveragePooling")
 LINEAR = ("nn.Linear",)
 # Modules that pass their input through unchanged at inference (nn.View flattens N x C x 1 x 1).
 PASS_THROUGH = ("nn.Identity", "nn.Copy", "nn.View", "nn.Reshape")
-CONTAINERS = ("nn.Sequential", "nn.DataParallelTable")
 KINDS = {**{c: "conv" for c in CONV}, **{c: "bn" for c in BATCH_NORM}, **{c: "relu" for c in RELU},
          **{c: "maxpool" for c in MAX_POOL}, **{c: "avgpool" for c in AVG_POOL},
          **{c: "linear" for c in LINEAR}}
@@ -523,11 +522,11 @@ def convert(source, model):
         ConversionError: a module does not match its Keras layer (nothing is assigned then).
         torch7.Torch7Error: the file is truncated or corrupt.
     """
-    if stages.is_looped(model):
+    if looped_models.is_looped(model):
         # The module-by-module match needs every unit as a layer: convert into the unrolled twin.
-        twin = stages.unroll(model)
+        twin = looped_models.unroll(model)
         pairs = convert(source, twin)
-        stages.copy_weights(twin, model)
+        looped_models.copy_weights(twin, model)
         return pairs
     root = torch7.load(source) if isinstance(source, (str, os.PathLike)) else source
     if isinstance(root, dict) and "model" in root:

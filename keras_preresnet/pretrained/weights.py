@@ -50,9 +50,7 @@ class WeightsRecord:
     @property
     def class_names(self):
         """The class names in output order (ImageNet: the names of the shipped WordNet index)."""
-        from keras_preresnet.labels import dataset_labels  # labels -> preprocessing -> this module
-
-        return dataset_labels(self.dataset)
+        return datasets.dataset_labels(self.dataset)
 
     def as_dict(self):
         """The record as plain data, with timm ``pretrained_cfg``-style input fields added."""

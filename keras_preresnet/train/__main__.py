@@ -10,11 +10,12 @@ fine-tuning.
 import signal
 import sys
 
-import keras_preresnet  # noqa: F401,E402 (first: loads TensorFlow without its start-up lines)
-from absl import app, flags, logging  # noqa: E402
+import keras_preresnet  # noqa: F401 (first: loads TensorFlow without its start-up lines)
+from absl import flags, logging
 
-from keras_preresnet.train import cli, configs, data, distribute, trainer  # noqa: E402
-from keras_preresnet.train import options as training_options  # noqa: E402
+from keras_preresnet import cli
+from keras_preresnet.train import configs, data, distribute, trainer
+from keras_preresnet.train import options as training_options
 
 FLAGS = flags.FLAGS
 # --scan_units values and the build_resnet(scan_units=...) each one means.
@@ -106,35 +107,27 @@ def main(argv):
     try:
         config = configs.get_config(FLAGS.config)
     except ValueError as error:
-        raise app.UsageError(str(error)) from error
+        raise cli.usage_error(str(error)) from error
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     # Ctrl-C interrupts the run (saving a checkpoint) even where the parent process ignored SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # Devices and the multi-worker strategy must be set up before any other TensorFlow work.
     distribute.configure_cpu_devices(FLAGS.num_cpu_devices)
-    try:
-        strategy = distribute.make_strategy(FLAGS.strategy)
-        run = trainer.Trainer(config, settings_from_flags(), strategy)
-        summary = run.run()
-    except (ValueError, FileNotFoundError, trainer.TrainingError) as error:
-        print(f"train: error: {error}", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("train: interrupted; start the same command again to resume from the last checkpoint.",
-              file=sys.stderr, flush=True)
-        return 130
+    strategy = distribute.make_strategy(FLAGS.strategy)
+    summary = trainer.Trainer(config, settings_from_flags(), strategy).run()
     if summary.get("final_test_error") is not None:
         print(f"final test error {summary['final_test_error']:.2f}% (best {summary['best_test_error']:.2f}% "
               f"at epoch {summary['best_epoch']}), {summary['images_per_second']:.1f} images/s")
-    return 0
+    return cli.EXIT_OK
 
 
 def run():
     # absl prints the main module's docstring as the usage of --help: list the configs there.
     module = sys.modules[__name__]
     module.__doc__ += "\n" + configs_table()
-    app.run(main)
+    cli.run("train", main, failures=(trainer.TrainingError,),
+            interrupted="start the same command again to resume from the last checkpoint.")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ import dataclasses
 import math
 
 from keras_preresnet.datasets import DATASETS
-from keras_preresnet.models import ARCHITECTURES, PAPER_ERRORS, stage_plan
+from keras_preresnet import published
+from keras_preresnet.models import ARCHITECTURES, stage_plan
+from keras_preresnet.published import PAPER_ERRORS
 from keras_preresnet.train.options import Options
 
 CIFAR_AUGMENTATION = "cifar"
@@ -105,36 +107,21 @@ class Config:
 
 _DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
-# Table 1 (ResNet-110, original unit): shortcut types and their options, with the published errors.
+# Table 1 (ResNet-110, original unit): shortcut types and their options (errors: published.SHORTCUT_ABLATIONS).
 _SHORTCUT_ABLATIONS = {
-    "constant_scaling_0.5": ("constant_scaling", {"shortcut_scale": 0.5, "residual_scale": 0.5}, "12.35"),
-    "constant_scaling_0.5_1": ("constant_scaling", {"shortcut_scale": 0.5, "residual_scale": 1.0}, "fail"),
-    "constant_scaling_0": ("constant_scaling", {"shortcut_scale": 0.0, "residual_scale": 1.0}, "fail"),
-    **{
-        f"exclusive_gating_bg{b}": ("exclusive_gating", {"gate_bias": float(b)}, err)
-        for b, err in ((0, "fail"), (-6, "8.70"), (-7, "9.81"))
-    },
-    **{
-        f"shortcut_only_gating_bg{b}": ("shortcut_only_gating", {"gate_bias": float(b)}, err)
-        for b, err in ((0, "12.86"), (-6, "6.91"))
-    },
-    "conv1x1": ("conv1x1", None, "12.22"),
-    "dropout_0.5": ("dropout", {"rate": 0.5}, "fail"),
+    "constant_scaling_0.5": ("constant_scaling", {"shortcut_scale": 0.5, "residual_scale": 0.5}),
+    "constant_scaling_0.5_1": ("constant_scaling", {"shortcut_scale": 0.5, "residual_scale": 1.0}),
+    "constant_scaling_0": ("constant_scaling", {"shortcut_scale": 0.0, "residual_scale": 1.0}),
+    **{f"exclusive_gating_bg{b}": ("exclusive_gating", {"gate_bias": float(b)}) for b in (0, -6, -7)},
+    **{f"shortcut_only_gating_bg{b}": ("shortcut_only_gating", {"gate_bias": float(b)}) for b in (0, -6)},
+    "conv1x1": ("conv1x1", None),
+    "dropout_0.5": ("dropout", {"rate": 0.5}),
 }
-# Table 2 (ResNet-110 / ResNet-164): activation placement.
-_UNIT_ABLATIONS = {
-    "bn_after_addition": ("8.17", "6.50"),
-    "relu_before_addition": ("7.84", "6.14"),
-    "relu_only_preactivation": ("6.71", "5.91"),
-}
-# ResNet paper, Table 6 and Fig. 6: the CIFAR-10 depths of its plain nets and ResNets (their errors are in
-# models.PAPER_ERRORS). Its ResNet-110 row is the best of 5 runs (mean +- std), where the Identity Mappings
-# paper's 6.61 is the median.
+# ResNet paper, Table 6 and Fig. 6: the CIFAR-10 depths of its plain nets and ResNets.
 _TABLE6_DEPTHS = {"plain": (20, 32, 44, 56, 110), "original": (20, 32, 44, 56, 110, 1202)}
-_TABLE6_RESNET110 = "6.43 (6.61±0.16)"
 # ResNet paper, Tables 2 and 3 (ImageNet top-1, 10-crop): plain nets and ResNets by (unit, depth, shortcut
 # option: A zero padding, B projections where dimensions change, C projections everywhere), with the
-# tables each is a row of. ResNet-34 A/B/C appear only there; the others' errors are in models.PAPER_ERRORS.
+# tables each is a row of.
 _RESNET_IMAGENET = {
     ("plain", 18, None): ("resnet_table2",),
     ("plain", 34, None): ("resnet_table2", "resnet_table3"),
@@ -143,7 +130,6 @@ _RESNET_IMAGENET = {
     ("original", 34, "B"): ("resnet_table3",),
     ("original", 34, "C"): ("resnet_table3",),
 }
-_RESNET34_OPTIONS = {"A": "25.03", "B": "24.52", "C": "24.19"}
 # The CIFAR schedule (both papers use the ResNet paper's) was chosen on a 45k/5k train/validation split.
 _CIFAR_VALIDATION_FRACTION = 0.1
 # ResNets the papers train with the 400-iteration warm-up: ResNet-110 (ResNet paper, Sec. 4.2), ResNet-1202
@@ -189,7 +175,7 @@ def _imagenet_name(unit, depth, projection):
 
 def _imagenet_error(unit, depth, projection):
     if (unit, depth) == ("original", 34):
-        return _RESNET34_OPTIONS[projection]
+        return published.RESNET34_OPTIONS[projection]
     return PAPER_ERRORS[(_architecture(unit, depth), "imagenet2012")]
 
 
@@ -207,24 +193,24 @@ def _build_configs():
                 paper_error=PAPER_ERRORS.get((architecture, dataset), "-"),
             ))
     for depth in (110, 164):
-        for suffix, (shortcut, options, error) in _SHORTCUT_ABLATIONS.items():
+        for suffix, (shortcut, options) in _SHORTCUT_ABLATIONS.items():
             configs.append(_cifar_config(
                 f"cifar10_resnet{depth}_{suffix}",
                 f"CIFAR-10 ResNet-{depth}, original unit, {shortcut} shortcut"
                 f"{_format_options(options)} (Table 1)",
                 "cifar10", depth, "original", _form(depth), shortcut=shortcut, shortcut_options=options,
-                paper_error=error if depth == 110 else "-",
+                paper_error=published.SHORTCUT_ABLATIONS[suffix] if depth == 110 else "-",
             ))
-        for unit, errors in _UNIT_ABLATIONS.items():
+        for unit, errors in published.UNIT_ABLATIONS.items():
             configs.append(_cifar_config(
                 f"cifar10_resnet{depth}_{unit}",
                 f"CIFAR-10 ResNet-{depth}, {unit} unit (Table 2)",
                 "cifar10", depth, unit, _form(depth), paper_error=errors[depth == 164],
             ))
-    for unit, prefix, error in (("original", "resnet110", "9.90"), ("full_preactivation", "preact_resnet110", "8.91")):
+    for unit, prefix in (("original", "resnet110"), ("full_preactivation", "preact_resnet110")):
         configs.append(_cifar_config(
             f"cifar10_{prefix}_1layer", f"CIFAR-10 {unit.replace('_', '-')} ResNet-110 of 1-layer units (Table 3)",
-            "cifar10", 110, unit, "one_layer", paper_error=error,
+            "cifar10", 110, unit, "one_layer", paper_error=published.ONE_LAYER_UNITS[unit],
         ))
     known = {config.name for config in configs}
     for unit, depths in _TABLE6_DEPTHS.items():
@@ -374,7 +360,7 @@ def _build_tables():
                 table3.append(TableRow(f"{dataset}_{prefix}{depth}", panel, name, name))
     table6 = [
         TableRow(f"cifar10_{_architecture(unit, depth)}", panel, f"{depth} layers", f"{panel}-{depth}",
-                 published=_TABLE6_RESNET110 if (unit, depth) == ("original", 110) else None)
+                 published=published.RESNET110_TABLE6 if (unit, depth) == ("original", 110) else None)
         for unit, panel in (("plain", "plain"), ("original", "ResNet")) for depth in _TABLE6_DEPTHS[unit]
     ]
     imagenet = {

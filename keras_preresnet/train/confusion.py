@@ -7,8 +7,8 @@ column (the share of its predictions that were right); a class never predicted h
 
 import numpy as np
 
-from keras_preresnet.datasets import DATASETS
-from keras_preresnet.labels import dataset_labels
+from keras_preresnet.datasets import DATASETS, dataset_labels
+from keras_preresnet.labels import numbered
 
 # The command line prints the per-class table for at most this many classes (all go to --output).
 PRINTED_CLASSES = 20
@@ -17,7 +17,7 @@ PRINTED_CLASSES = 20
 def class_names(dataset, classes):
     """The names of ``dataset``'s classes when the package knows them and the count matches, else '0', '1', ..."""
     names = dataset_labels(dataset) if dataset in DATASETS else None
-    return list(names) if names is not None and len(names) == classes else [str(i) for i in range(classes)]
+    return list(names) if names is not None and len(names) == classes else list(numbered(classes))
 
 
 def per_class(confusion, names):

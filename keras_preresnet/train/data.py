@@ -31,7 +31,7 @@ import tensorflow as tf
 from keras_preresnet import defaults
 from keras_preresnet.datasets import DATASETS
 from keras_preresnet.datasets import load_cifar
-from keras_preresnet.preprocessing import preprocess_input
+from keras_preresnet.preprocessing import centre_crop_offsets, preprocess_input
 
 AUTOTUNE = tf.data.AUTOTUNE
 SOURCES = ("auto", "tfds", "cifar_pickle", "image_folder")
@@ -324,7 +324,7 @@ def ten_crop(image, size, resize):
     x = preprocess_input(image, image_size=None, resize_size=resize)
     height, width = tf.shape(x)[0], tf.shape(x)[1]
     offsets = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
-               ((height - size + 1) // 2, (width - size + 1) // 2)]
+               centre_crop_offsets(height, width, size)]
     crops = [x[top: top + size, left: left + size] for top, left in offsets]
     crops += [tf.image.flip_left_right(c) for c in crops]
     return tf.ensure_shape(tf.stack(crops), [10, size, size, 3])

@@ -9,15 +9,14 @@ per-class precision / recall with the confusion matrix.
 """
 
 import json
-import sys
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
-from keras_preresnet import files
+from keras_preresnet import cli, files
 from keras_preresnet.datasets import DATASETS
-from keras_preresnet.train import cli, confusion, configs, data, distribute, network
+from keras_preresnet.train import confusion, configs, data, distribute, network, plotting
 
 
 def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=None, resize=None, split="test",
@@ -127,24 +126,18 @@ def _define_flags():
 
 def main(argv):
     cli.check_arguments(argv, FLAGS, ("config", "weights", "data_dir"))
-    try:
-        config = configs.get_config(FLAGS.config)
-        result = evaluate_weights(
-            config, FLAGS.weights, FLAGS.data_dir, crop=FLAGS.crop, image_size=FLAGS.image_size,
-            resize=FLAGS.resize, split=FLAGS.split, batch_size=FLAGS.batch_size, source=FLAGS.data_source,
-            depth=FLAGS.depth, num_classes=FLAGS.num_classes, limit=FLAGS.examples,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"evaluate: error: {error}", file=sys.stderr, flush=True)
-        return 1
+    config = configs.get_config(FLAGS.config)
+    result = evaluate_weights(
+        config, FLAGS.weights, FLAGS.data_dir, crop=FLAGS.crop, image_size=FLAGS.image_size,
+        resize=FLAGS.resize, split=FLAGS.split, batch_size=FLAGS.batch_size, source=FLAGS.data_source,
+        depth=FLAGS.depth, num_classes=FLAGS.num_classes, limit=FLAGS.examples,
+    )
     print(f"{config.name} on {result['images']} {FLAGS.split} images, {result['crop']} "
           f"{result['image_size']} (resize {result['resize']}): top-1 error {result['top1_error']:.2f}%, "
           f"top-5 error {result['top5_error']:.2f}%")
     if len(result["per_class"]) <= confusion.PRINTED_CLASSES:
         print(confusion.table(result["per_class"]))
     if FLAGS.confusion_png:
-        from keras_preresnet.train import plotting
-
         plotting.plot_confusion(result["confusion"], result["class_names"], FLAGS.confusion_png,
                                 title=f"{config.name}, {result['images']} {FLAGS.split} images")
     if FLAGS.output:
@@ -153,6 +146,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
     _define_flags()
-    app.run(main)
+    cli.run("evaluate", main)
+
+
+if __name__ == "__main__":
+    run()

@@ -43,7 +43,7 @@ def build_network(config, classes, *, depth=None, image_size=None, init_weights=
         # Logits stay float32 under mixed precision (as the library's own classifier).
         logits = keras.layers.Dense(classes, kernel_initializer=defaults.classifier_initializer(), name=HEAD,
                                     dtype="float32")(features)
-        model = keras_preresnet.stages.functional_model(model.inputs, logits, name=model.name)
+        model = keras_preresnet.looped_models.functional_model(model.inputs, logits, name=model.name)
     return model
 
 

@@ -4,6 +4,8 @@ a paper table's runs overlaid (Fig. 6 of the ResNet paper) and an evaluation's c
 import io
 import os
 
+import numpy as np
+
 from keras_preresnet import files
 from keras_preresnet.train.reporting import CURVES_PNG
 
@@ -100,7 +102,6 @@ def plot_confusion(confusion, names, path, title=""):
     import matplotlib
 
     matplotlib.use("Agg")
-    import numpy as np
     from matplotlib import pyplot as plt
 
     confusion = np.asarray(confusion, dtype=np.float64)

@@ -15,15 +15,13 @@ import dataclasses
 import json
 import os
 import signal
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras_preresnet  # noqa: F401 (first: loads TensorFlow without its start-up lines)
+import keras
+from absl import flags, logging
 
-import keras  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from keras_preresnet import files, runs  # noqa: E402
-from keras_preresnet.train import cli, configs, data, distribute, evaluate, plotting, reporting, trainer  # noqa: E402
+from keras_preresnet import cli, files, runs
+from keras_preresnet.train import configs, data, distribute, evaluate, plotting, reporting, trainer
 
 TABLE_JSON = "table.json"
 TEN_CROP_JSON = "ten_crop.json"
@@ -231,20 +229,17 @@ def main(argv):
         validation=FLAGS.validation,
         depth=FLAGS.depth, seed=FLAGS.seed, progress=FLAGS.progress,
     )
-    try:
-        table = configs.get_table(FLAGS.table)
-        run_table(table, settings, FLAGS.output_dir, only=FLAGS.only)
-    except (ValueError, FileNotFoundError, trainer.TrainingError) as error:
-        print(f"train.table: error: {error}", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("train.table: interrupted; start the same command again to resume the table.",
-              file=sys.stderr, flush=True)
-        return 130
+    table = configs.get_table(FLAGS.table)
+    run_table(table, settings, FLAGS.output_dir, only=FLAGS.only)
     print(f"wrote {os.path.join(FLAGS.output_dir, table.name)}.md and .png")
-    return 0
+    return cli.EXIT_OK
+
+
+def run():
+    _define_flags()
+    cli.run("train.table", main, failures=(trainer.TrainingError,),
+            interrupted="start the same command again to resume the table.")
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    run()

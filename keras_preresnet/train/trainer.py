@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from keras_preresnet import files, runs
 from keras_preresnet.datasets import DATASETS
-from keras_preresnet.train import augment, configs, data, distribute, network, regularization, reporting, schedules
+from keras_preresnet.train import augment, configs, data, distribute, network, plotting, regularization, reporting, schedules
 from keras_preresnet.train.optimizer import TorchSGD
 from keras_preresnet.train import options as training_options
 from keras_preresnet.train.evaluate import evaluate, make_eval_step
@@ -490,8 +490,6 @@ class Trainer:
         for writer in writers:
             writer.flush()
         try:
-            from keras_preresnet.train import plotting
-
             depth = f" (depth {self.settings.depth})" if self.settings.depth else ""
             plotting.write_curves(self.work_dir, rows, title=self.config.name + depth)
         except ImportError:
