@@ -292,21 +292,25 @@ def main(argv=None):
             if classifier.keras_model is None:
                 raise ValueError("--cam needs a Keras model (a builder name or a training run), not an exported one.")
             os.makedirs(args.cam, exist_ok=True)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, OSError, ImportError) as error:
         print(f"predict: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     enabled = sys.stderr.isatty() if args.progress is None else args.progress
-    rows, unreadable = predict_files(classifier, files, min(args.top_k, len(classifier.labels)), args.batch_size,
-                                     args.cam, Progress(len(files), enabled and len(files) > 1))
-    inputs = len(files) + len(failures)
-    failures += unreadable
-    for path, error in failures:
-        print(f"predict: skipped {path}: {error}", file=sys.stderr)
-    if args.output is None:
-        sys.stdout.write(format_table(rows))
-    else:
-        write_output(args.output, rows, failures)
-        print(f"predict: wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+    try:
+        rows, unreadable = predict_files(classifier, files, min(args.top_k, len(classifier.labels)),
+                                         args.batch_size, args.cam, Progress(len(files), enabled and len(files) > 1))
+        inputs = len(files) + len(failures)
+        failures += unreadable
+        for path, error in failures:
+            print(f"predict: skipped {path}: {error}", file=sys.stderr)
+        if args.output is None:
+            sys.stdout.write(format_table(rows))
+        else:
+            write_output(args.output, rows, failures)
+            print(f"predict: wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+    except OSError as error:  # a heat map or --output the disk refused (files.WriteError)
+        print(f"predict: error: {error}", file=sys.stderr)
+        return EXIT_SOME_FAILED
     if failures:
         print(f"predict: {len(failures)} of {inputs} inputs could not be labelled.", file=sys.stderr)
         return EXIT_SOME_FAILED

@@ -32,12 +32,13 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_preresnet import export
+    from keras_preresnet import export, files
     from keras_preresnet.export import parity
 
     # TensorFlow's and the converters' INFO logs would bury the parity report (unless asked for).
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+    files.name_output_option("--out")
 
     try:
         servable = export.build(
@@ -50,7 +51,7 @@ def main(argv):
             parity_images=FLAGS.parity_images, calibration_images=FLAGS.calibration_images,
             fold_batchnorm=FLAGS.fold_batchnorm,
         )
-    except (ValueError, FileExistsError, FileNotFoundError, ImportError, parity.ParityError) as error:
+    except (ValueError, OSError, ImportError, parity.ParityError) as error:
         print(f"export: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -13,6 +13,7 @@ import sys
 import keras_preresnet  # noqa: F401,E402 (first: loads TensorFlow without its start-up lines)
 from absl import app, flags, logging  # noqa: E402
 
+from keras_preresnet import files  # noqa: E402
 from keras_preresnet.train import cli, configs, data, distribute, trainer  # noqa: E402
 from keras_preresnet.train import options as training_options  # noqa: E402
 
@@ -109,6 +110,7 @@ def main(argv):
         raise app.UsageError(str(error)) from error
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+    files.name_output_option("--model_dir")
     # Ctrl-C interrupts the run (saving a checkpoint) even where the parent process ignored SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # Devices and the multi-worker strategy must be set up before any other TensorFlow work.
@@ -117,7 +119,7 @@ def main(argv):
         strategy = distribute.make_strategy(FLAGS.strategy)
         run = trainer.Trainer(config, settings_from_flags(), strategy)
         summary = run.run()
-    except (ValueError, FileNotFoundError, trainer.TrainingError) as error:
+    except (ValueError, FileNotFoundError, trainer.TrainingError, files.WriteError) as error:
         print(f"train: error: {error}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:

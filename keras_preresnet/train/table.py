@@ -224,6 +224,7 @@ def main(argv):
         print(tables_listing())
         return 0
     logging.set_verbosity(logging.WARNING)
+    files.name_output_option("--output_dir")
     signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = trainer.Settings(
         model_dir=None, data_dir=FLAGS.data_dir, source=FLAGS.data_source, epochs=FLAGS.epochs, steps=FLAGS.steps,
@@ -234,7 +235,7 @@ def main(argv):
     try:
         table = configs.get_table(FLAGS.table)
         run_table(table, settings, FLAGS.output_dir, only=FLAGS.only)
-    except (ValueError, FileNotFoundError, trainer.TrainingError) as error:
+    except (ValueError, FileNotFoundError, trainer.TrainingError, files.WriteError) as error:
         print(f"train.table: error: {error}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:

@@ -18,10 +18,12 @@ record. A checkpoint is only ever written from finite weights; a non-finite loss
 keeps the last good one.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -117,6 +119,17 @@ def _make_model_dir(path):
             f"--model_dir={path!r} cannot be created as a folder ({error.strerror}); pass a new folder or "
             "the folder of the run to resume."
         ) from error
+
+
+def _remove_failed_checkpoint(folder):
+    """Removes what a checkpoint that failed to write left: TensorFlow's ``<prefix>_temp`` folder of
+    shards and the temporary of its ``checkpoint`` state file. Complete checkpoints stay."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.endswith("_temp") and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif name.startswith("checkpoint.tmp"):
+            os.remove(path)
 
 
 def _all_finite(variables):
@@ -324,8 +337,9 @@ class Trainer:
         self.sync_statistics()
         if not _all_finite(self.model.weights):
             return False
-        self.manager.save(checkpoint_number=int(self.step.numpy()))
-        files.write_point()
+        folder = os.path.join(self.work_dir, CHECKPOINT_DIR)
+        with files.writing(folder, clean_up=lambda: _remove_failed_checkpoint(folder)):
+            self.manager.save(checkpoint_number=int(self.step.numpy()))
         return True
 
     def run(self):
@@ -334,7 +348,27 @@ class Trainer:
         self._check_same_run()
         step = int(self.step.numpy())
         rows = json.loads(self.records.numpy().decode("utf-8")) if self.chief else []
-        writers = self._summary_writers()
+        writers = None
+        try:
+            writers = self._summary_writers()
+            summary = self._resume_and_train(restored, step, rows, writers)
+        except Exception as error:
+            # TensorBoard's writer reports a refused write from whichever summary op flushes it.
+            failure = files.as_write_error(error) if isinstance(error, tf.errors.OpError) else None
+            if failure is None:
+                raise
+            raise failure from error
+        finally:
+            # Closed here, not by the garbage collector at exit: a writer of a full disk fails to flush.
+            for writer in writers or ():
+                with contextlib.suppress(Exception):
+                    writer.close()
+        # Workers leave together: one that exits while another still writes looks like a crash to
+        # the cluster's coordination service.
+        self.sync_statistics()
+        return summary
+
+    def _resume_and_train(self, restored, step, rows, writers):
         if restored and self.chief:
             print(f"Resuming {self.config.name} from step {step} ({restored}).", flush=True)
             if rows and rows[-1]["step"] == step:
@@ -355,9 +389,6 @@ class Trainer:
         else:
             with self._tested_weights():
                 files.save_weights(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
-        # Workers leave together: one that exits while another still writes looks like a crash to
-        # the cluster's coordination service.
-        self.sync_statistics()
         return summary
 
     def _train(self, step, rows, writers):
