@@ -142,13 +142,15 @@ def _close_hdf5_files_opened_since(before):
 
 
 @contextlib.contextmanager
-def writing(path, clean_up=None):
+def writing(path, clean_up=None, writes_bytes=True):
     """A write of ``path`` by a library of its own (a TensorFlow checkpoint, a SavedModel folder).
 
-    Counts as one write and one write point; a refused write leaves by ``WriteError``, after
-    ``clean_up()`` has removed what the failed write left. Other errors pass unchanged.
+    Counts as one write point, and as one write where it ``writes_bytes`` (not a new folder or a
+    rename); a refused write leaves by ``WriteError``, after ``clean_up()`` has removed what the failed
+    write left. Other errors pass unchanged.
     """
-    _start_write()
+    if writes_bytes:
+        _start_write()
     hdf5 = _open_hdf5_files()
     try:
         yield

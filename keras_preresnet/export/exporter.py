@@ -161,8 +161,9 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
     if "saved_model" in staged:
         path = staged["saved_model"].path
         log("Writing SavedModel ...")
+        module = saved_model.serving_module(servable)
         with files.writing(path):
-            saved_model.write(servable, path)
+            saved_model.save(*module, path)
         sm_reports = saved_model.verify(path, reference, parity_files, preprocessed)
         os.makedirs(os.path.dirname(os.path.join(path, SAVED_MODEL_REPORT)), exist_ok=True)
         parity.save(sm_reports, os.path.join(path, SAVED_MODEL_REPORT), **context)
@@ -173,8 +174,9 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
         # export leaves it where the next export's clean-up of staging folders finds it.
         scratch = os.path.join(staged["tflite" if "tflite" in staged else "onnx"].path, SCRATCH)
         try:
+            module = saved_model.probabilities_module(servable)
             with files.writing(scratch):
-                saved_model.write_probabilities_only(servable, scratch)
+                saved_model.save(*module, scratch)
             if "tflite" in staged:
                 reports += _write_tflite(staged["tflite"].path, scratch, servable, quantize, preprocessed,
                                          reference, calibration_files, context, log)

@@ -63,7 +63,7 @@ class StagedVersion:
                 "Choose another --version (or leave it out to use the next free one)."
             )
         self.path = None
-        with files.writing(base, clean_up=self.discard):
+        with files.writing(base, clean_up=self.discard, writes_bytes=False):
             os.makedirs(base, exist_ok=True)
             self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-{files.owner()}-", dir=base)
             # mkdtemp makes the folder private (0700); a published version must be as readable as any
@@ -74,7 +74,7 @@ class StagedVersion:
         """Renames the staging folder to its final name (atomic on one file system)."""
         if os.path.exists(self.final_path):
             raise FileExistsError(f"{self.final_path!r} appeared while exporting; not overwriting it.")
-        with files.writing(self.final_path):
+        with files.writing(self.final_path, writes_bytes=False):
             os.rename(self.path, self.final_path)
             self.path = self.final_path
         return self.final_path

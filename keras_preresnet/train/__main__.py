@@ -65,6 +65,8 @@ flags.DEFINE_integer("seed", 0, "Seed of the initialisation, the data order and 
 flags.DEFINE_bool("deterministic", False, "Deterministic ops too: runs with one seed are bit-identical "
                   "(docs/training.md).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("extend", False, "Resume a run with another budget or schedule (--epochs, --steps, "
+                  "--learning_rate, --lr_schedule ...): it goes on from its checkpoint on the new schedule.")
 # Training options beside the paper's recipes (train/options.py); unset keeps the config's value (off).
 flags.DEFINE_float("label_smoothing", None, "Label smoothing e: targets (1 - e) one-hot + e / classes.")
 flags.DEFINE_enum("lr_schedule", None, training_options.LR_SCHEDULES,

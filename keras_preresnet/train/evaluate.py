@@ -142,14 +142,18 @@ def main(argv):
           f"top-5 error {result['top5_error']:.2f}%")
     if len(result["per_class"]) <= confusion.PRINTED_CLASSES:
         print(confusion.table(result["per_class"]))
-    if FLAGS.confusion_png:
-        from keras_preresnet.train import plotting
+    try:
+        if FLAGS.confusion_png:
+            from keras_preresnet.train import plotting
 
-        plotting.plot_confusion(result["confusion"], result["class_names"], FLAGS.confusion_png,
-                                title=f"{config.name}, {result['images']} {FLAGS.split} images")
-    if FLAGS.output:
-        saved = dict(result, confusion=result["confusion"].tolist())
-        files.write_bytes(FLAGS.output, json.dumps(saved, indent=2) + "\n")
+            plotting.plot_confusion(result["confusion"], result["class_names"], FLAGS.confusion_png,
+                                    title=f"{config.name}, {result['images']} {FLAGS.split} images")
+        if FLAGS.output:
+            saved = dict(result, confusion=result["confusion"].tolist())
+            files.write_bytes(FLAGS.output, json.dumps(saved, indent=2) + "\n")
+    except files.WriteError as error:
+        print(f"evaluate: error: {error}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
