@@ -15,10 +15,10 @@ import sys
 import pytest
 
 from keras_preresnet import files
-from test_crash_consistency import (CONVERT_CLI, PARALLEL, _env, _run, assert_same_weights,
-                                    check_export_after_rerun, check_export_at_crash, check_train_after_rerun,
-                                    check_train_at_crash, metrics_rows, parity_images, published_versions, t7_and_reference,
-                                    temporaries, train_command)
+from test_crash_consistency import (CONVERT_CLI, PARALLEL, _env, _run, assert_same_weights, check_export_after_rerun,
+                                    check_export_at_crash, check_train_after_rerun, check_train_at_crash, export_case,
+                                    metrics_rows, parity_images, published_versions, t7_and_reference, temporaries,
+                                    train_command)
 
 __all__ = ["parity_images", "t7_and_reference"]  # fixtures shared with the crash-consistency tests
 
@@ -120,17 +120,6 @@ def test_train_stopped_by_a_full_disk_at_every_write_resumes_bit_identical(tmp_p
 
 # -- export --------------------------------------------------------------------------------------------
 
-def export_case(tmp_path, parity_images, formats):
-    def make_case(n):
-        case = tmp_path / f"case{n}"
-        (case / "tmp").mkdir(parents=True)
-        command = [sys.executable, "-m", "keras_preresnet.export", "--model=ResNet20", f"--parity_data={parity_images}",
-                   "--parity_images=2", f"--formats={formats}", f"--out={case / 'out'}"]
-        return command, _env(TMPDIR=str(case / "tmp")), str(case / "out")
-
-    return make_case
-
-
 def check_export_after_failure(out, n):
     check_export_at_crash(out, n)
     assert published_versions(out) == {}, n  # the version is published whole or not at all
@@ -169,4 +158,5 @@ def test_convert_stopped_by_a_full_disk_keeps_the_old_file_then_converts(tmp_pat
     def after_rerun(folder, n):
         assert_same_weights(out, reference)
 
-    fill_disk_at(make_case, [1], "", after_failure, after_rerun)
+    # Run by `python -c` (to shrink the network), TensorFlow prints its start-up lines before the error.
+    fill_disk_at(make_case, [1], "", after_failure, after_rerun, alone=False)
