@@ -162,8 +162,8 @@ def test_resuming_with_another_budget_or_schedule_needs_extend(finished_run, tmp
                                                     r".*\); .*pass --extend to continue it on the new schedule from its "
                                                     r"step 32"):
         trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, epochs=3), _strategy()).run()
-    with pytest.raises(trainer.TrainingError, match=r"schedule \{'learning_rates': \[0.1, 0.01, 0.001\].* -> "
-                                                    r"\{'learning_rates': \[0.5, 0.05, 0.005\]"):
+    with pytest.raises(trainer.TrainingError, match=r"schedule \{'learning_rates': \[0.1, 0.01.*\].* -> "
+                                                    r"\{'learning_rates': \[0.5, 0.05, 0.005"):
         trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, learning_rate=0.5), _strategy()).run()
     with pytest.raises(trainer.TrainingError, match=r"--extend cannot shorten .* to 16 steps: its checkpoint is at step 32"):
         trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, epochs=1, extend=True), _strategy()).run()
