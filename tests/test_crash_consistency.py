@@ -196,7 +196,9 @@ def check_export_after_rerun(out, n):
     assert scratch == [], f"left in TMPDIR after the rerun of point {n}: {scratch}"
 
 
-def export_sweep(tmp_path, parity_images, formats):
+def export_case(tmp_path, parity_images, formats):
+    """``make_case(n)``: the export of ResNet20 in ``formats`` to a fresh folder, with a TMPDIR of its own."""
+
     def make_case(n):
         case = tmp_path / f"case{n}"
         (case / "tmp").mkdir(parents=True)
@@ -204,7 +206,11 @@ def export_sweep(tmp_path, parity_images, formats):
                    "--parity_images=2", f"--formats={formats}", f"--out={case / 'out'}"]
         return command, _env(TMPDIR=str(case / "tmp")), str(case / "out")
 
-    return sweep(make_case, check_export_at_crash, check_export_after_rerun)
+    return make_case
+
+
+def export_sweep(tmp_path, parity_images, formats):
+    return sweep(export_case(tmp_path, parity_images, formats), check_export_at_crash, check_export_after_rerun)
 
 
 def test_export_killed_at_every_write_point_never_shows_an_incomplete_version(tmp_path, parity_images):

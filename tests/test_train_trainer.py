@@ -130,7 +130,8 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
     shutil.copytree(finished_run[0], model_dir)
     good = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
     metrics = (model_dir / "metrics.csv").read_text()
-    run = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, epochs=3, learning_rate=1e12), one_device_strategy())
+    run = trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, epochs=3, learning_rate=1e12, extend=True),
+                          one_device_strategy())
     with pytest.raises(trainer.TrainingError, match=r"(loss became (nan|inf)|weights became non-finite).*"
                                                     r"last good checkpoint is kept"):
         run.run()
@@ -146,6 +147,22 @@ def test_resuming_with_another_batch_size_is_refused(finished_run, tmp_path, cif
     shutil.copytree(finished_run[0], model_dir)
     with pytest.raises(trainer.TrainingError, match="other settings.*global_batch 64 -> 32"):
         trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, batch_size=32, epochs=3), one_device_strategy()).run()
+
+
+def test_resuming_with_another_budget_or_schedule_needs_extend(finished_run, tmp_path, cifar_dir):
+    model_dir = tmp_path / "longer"
+    shutil.copytree(finished_run[0], model_dir)
+    record = (model_dir / "run.json").read_text()
+    with pytest.raises(trainer.TrainingError, match=r"another budget or schedule \(total_steps 32 -> 48, schedule "
+                                                    r".*\); .*pass --extend to continue it on the new schedule from its "
+                                                    r"step 32"):
+        trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, epochs=3), one_device_strategy()).run()
+    with pytest.raises(trainer.TrainingError, match=r"schedule \{'learning_rates': \[0.1, 0.01.*\].* -> "
+                                                    r"\{'learning_rates': \[0.5, 0.05, 0.005"):
+        trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, learning_rate=0.5), one_device_strategy()).run()
+    with pytest.raises(trainer.TrainingError, match=r"--extend cannot shorten .* to 16 steps: its checkpoint is at step 32"):
+        trainer.Trainer(CONFIG, _settings(model_dir, cifar_dir, epochs=1, extend=True), one_device_strategy()).run()
+    assert (model_dir / "run.json").read_text() == record
 
 
 @pytest.mark.parametrize("precision,xla", [

@@ -7,7 +7,7 @@ every artifact against the Keras model. Exit status 1 with a one-line error for 
 import keras_preresnet  # noqa: F401 (first: loads TensorFlow without its start-up lines)
 from absl import flags, logging
 
-from keras_preresnet import cli, export
+from keras_preresnet import cli, export, files
 from keras_preresnet.export import parity
 
 flags.DEFINE_string("model", None, "Model name, e.g. PreActResNet200 or preact_resnet200, or a training run's "
@@ -35,6 +35,7 @@ def main(argv):
     # TensorFlow's and the converters' INFO logs would bury the parity report (unless asked for).
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+    files.name_output_option("--out")
 
     servable = export.build(
         FLAGS.model, weights=FLAGS.weights or None, labels=FLAGS.classes,

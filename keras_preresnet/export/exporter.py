@@ -165,8 +165,9 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
     if "saved_model" in staged:
         path = staged["saved_model"].path
         log("Writing SavedModel ...")
-        saved_model.write(servable, path)
-        files.write_point()
+        module = saved_model.serving_module(servable)
+        with files.writing(path):
+            saved_model.save(*module, path)
         sm_reports = saved_model.verify(path, reference, parity_files, preprocessed)
         os.makedirs(os.path.dirname(os.path.join(path, SAVED_MODEL_REPORT)), exist_ok=True)
         parity.save(sm_reports, os.path.join(path, SAVED_MODEL_REPORT), **context)
@@ -187,8 +188,9 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
         # export leaves it where the next export's clean-up of staging folders finds it.
         scratch = os.path.join(staged["tflite" if "tflite" in staged else "onnx"].path, SCRATCH)
         try:
-            saved_model.write_probabilities_only(servable, scratch)
-            files.write_point()
+            module = saved_model.probabilities_module(servable)
+            with files.writing(scratch):
+                saved_model.save(*module, scratch)
             if "tflite" in staged:
                 reports += _write_tflite(staged["tflite"].path, scratch, servable, quantize, preprocessed,
                                          reference, calibration_files, context, log)
@@ -196,8 +198,8 @@ def _write_all(servable, staged, quantize, parity_files, preprocessed, reference
             if "onnx" in staged:
                 path = os.path.join(staged["onnx"].path, onnx.FILENAME)
                 log("Converting to ONNX ...")
-                onnx.convert(scratch, path)
-                files.write_point()
+                with files.writing(path):
+                    onnx.convert(scratch, path)
                 onnx_report = onnx.verify(path, reference, preprocessed)
                 parity.save([onnx_report], os.path.join(staged["onnx"].path, parity.REPORT_FILENAME), **context)
                 runtimes.write_record(os.path.join(staged["onnx"].path, runtimes.RECORD_FILENAME), **record)

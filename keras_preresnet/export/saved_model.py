@@ -36,6 +36,9 @@ def _module(model, **functions):
     module = tf.Module()
     module.model_variables = [variable.value for variable in model.variables]
     for name, function in functions.items():
+        # Traced now, before the SavedModel is written: AutoGraph writes the code it generates to
+        # TMPDIR, and a save that fails for want of space must fail writing, not tracing.
+        function.get_concrete_function()
         setattr(module, name, function)
     return module
 
@@ -96,14 +99,24 @@ def serving_module(servable):
     return _module(model, **signatures), signatures
 
 
-def _save(module, signatures, path):
-    tf.saved_model.save(module, path, signatures=signatures)
+def save(module, signatures, path):
+    """Writes ``module`` (of ``serving_module`` or ``probabilities_module``) as a SavedModel to ``path``."""
+    # The save wraps each signature in a function of its own and traces it with AutoGraph, which writes
+    # code to TMPDIR: on a full disk AutoGraph warns at length and traces the straight-line wrapper as it
+    # is. What matters is whether the save itself fails, which it reports by its error.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        tf.saved_model.save(module, path, signatures=signatures)
+    finally:
+        logger.setLevel(level)
     return path
 
 
 def write(servable, path):
     """Writes the serving SavedModel of ``servable`` to the folder ``path``."""
-    return _save(*serving_module(servable), path)
+    return save(*serving_module(servable), path)
 
 
 def write_probabilities_only(servable, path, signature=PROBABILITIES_SIGNATURE):
@@ -114,13 +127,18 @@ def write_probabilities_only(servable, path, signature=PROBABILITIES_SIGNATURE):
     (OpenVINO's and TF-TRT's converters take the default signature and need every input a tensor of
     numbers).
     """
+    return save(*probabilities_module(servable, signature), path)
+
+
+def probabilities_module(servable, signature=PROBABILITIES_SIGNATURE):
+    """The module of ``write_probabilities_only`` and its signatures ``{name: tf.function}``."""
     model = servable.model
 
     def probabilities(inputs):
         return {"probabilities": tf.cast(model(inputs, training=False), tf.float32)}
 
     signatures = {signature: tf.function(probabilities, input_signature=[_float_spec(servable)])}
-    return _save(_module(model, **signatures), signatures, path)
+    return _module(model, **signatures), signatures
 
 
 def verify_float_only(path, reference, preprocessed, batch_size=16):

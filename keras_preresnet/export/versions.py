@@ -62,22 +62,23 @@ class StagedVersion:
                 f"{self.final_path!r} already exists; a published version is never overwritten. "
                 "Choose another --version (or leave it out to use the next free one)."
             )
-        os.makedirs(base, exist_ok=True)
-        self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-{files.owner()}-", dir=base)
-        # mkdtemp makes the folder private (0700); a published version must be as readable as any
-        # folder made here, e.g. by a TF Serving process running as another user.
-        os.chmod(self.path, files.folder_mode())
-        files.write_point()
+        self.path = None
+        with files.writing(base, clean_up=self.discard, writes_bytes=False):
+            os.makedirs(base, exist_ok=True)
+            self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-{files.owner()}-", dir=base)
+            # mkdtemp makes the folder private (0700); a published version must be as readable as any
+            # folder made here, e.g. by a TF Serving process running as another user.
+            os.chmod(self.path, files.folder_mode())
 
     def publish(self):
         """Renames the staging folder to its final name (atomic on one file system)."""
         if os.path.exists(self.final_path):
             raise FileExistsError(f"{self.final_path!r} appeared while exporting; not overwriting it.")
-        os.rename(self.path, self.final_path)
-        self.path = self.final_path
-        files.write_point()
+        with files.writing(self.final_path, writes_bytes=False):
+            os.rename(self.path, self.final_path)
+            self.path = self.final_path
         return self.final_path
 
     def discard(self):
-        if self.path != self.final_path:
+        if self.path is not None and self.path != self.final_path:
             shutil.rmtree(self.path, ignore_errors=True)

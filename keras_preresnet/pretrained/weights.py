@@ -187,6 +187,8 @@ def torch_checkpoint(architecture=DEFAULT_ARCHITECTURE, url=None):
     os.makedirs(directory, exist_ok=True)
     try:
         return _download(url, path)
+    except files.WriteError:  # downloaded, but the cache's disk refused it
+        raise
     except Exception as error:  # get_file raises URLError, HTTPError, OSError, ValueError ...
         raise WeightsUnavailableError(
             f"Could not download the pretrained {architecture} checkpoint from {url} ({error}). Either put "

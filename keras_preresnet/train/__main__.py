@@ -13,7 +13,7 @@ import sys
 import keras_preresnet  # noqa: F401 (first: loads TensorFlow without its start-up lines)
 from absl import flags, logging
 
-from keras_preresnet import cli
+from keras_preresnet import cli, files
 from keras_preresnet.train import configs, data, distribute, trainer
 from keras_preresnet.train import options as training_options
 
@@ -65,6 +65,8 @@ flags.DEFINE_integer("seed", 0, "Seed of the initialisation, the data order and 
 flags.DEFINE_bool("deterministic", False, "Deterministic ops too: runs with one seed are bit-identical "
                   "(docs/training.md).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("extend", False, "Resume a run with another budget or schedule (--epochs, --steps, "
+                  "--learning_rate, --lr_schedule ...): it goes on from its checkpoint on the new schedule.")
 # Training options beside the paper's recipes (train/options.py); unset keeps the config's value (off).
 flags.DEFINE_float("label_smoothing", None, "Label smoothing e: targets (1 - e) one-hot + e / classes.")
 flags.DEFINE_enum("lr_schedule", None, training_options.LR_SCHEDULES,
@@ -110,6 +112,7 @@ def main(argv):
         raise cli.usage_error(str(error)) from error
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+    files.name_output_option("--model_dir")
     # Ctrl-C interrupts the run (saving a checkpoint) even where the parent process ignored SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # Devices and the multi-worker strategy must be set up before any other TensorFlow work.

@@ -48,6 +48,8 @@ class Options:
 
 
 FIELDS = tuple(field.name for field in dataclasses.fields(Options))
+# The fields that shape the learning-rate schedule (a resumed run may change them with --extend).
+SCHEDULE_FIELDS = ("lr_schedule", "warmup_epochs")
 
 
 def _check_range(name, value, low, high, high_open=False):

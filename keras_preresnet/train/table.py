@@ -222,6 +222,7 @@ def main(argv):
         print(tables_listing())
         return 0
     logging.set_verbosity(logging.WARNING)
+    files.name_output_option("--output_dir")
     signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = trainer.Settings(
         model_dir=None, data_dir=FLAGS.data_dir, source=FLAGS.data_source, epochs=FLAGS.epochs, steps=FLAGS.steps,

@@ -22,10 +22,12 @@ record. A checkpoint is only ever written from finite weights; a non-finite loss
 keeps the last good one.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -41,6 +43,10 @@ from keras_preresnet.train.evaluate import evaluate, make_eval_step
 
 CHECKPOINT_DIR = "checkpoints"
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+# run.json's entries that --extend may change: the length of the run and its learning rates.
+SCHEDULE_KEYS = ("total_steps", "schedule")
 
 
 class TrainingError(RuntimeError):
@@ -83,6 +89,7 @@ class Settings:
     seed: int = 0
     deterministic: bool = False
     progress: bool = True
+    extend: bool = False  # resume with another budget or schedule (run.json's SCHEDULE_KEYS)
     options: dict = None  # overrides of the config's train.options.Options; None values keep the config's
 
 
@@ -122,6 +129,28 @@ def _make_model_dir(path):
             f"--model_dir={path!r} cannot be created as a folder ({error.strerror}); pass a new folder or "
             "the folder of the run to resume."
         ) from error
+
+
+def _remove_failed_checkpoint(folder):
+    """Removes what a checkpoint that failed to write left: TensorFlow's ``<prefix>_temp`` folder of
+    shards and the temporary of its ``checkpoint`` state file. Complete checkpoints stay."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.endswith("_temp") and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif name.startswith("checkpoint.tmp"):
+            os.remove(path)
+
+
+def _comparable(record):
+    """run.json's entries as compared on resuming: the schedule's options (--lr_schedule ...) are left
+    out of ``options``, their effect is the ``schedule`` entry."""
+    options = {k: v for k, v in record.get("options", {}).items() if k not in training_options.SCHEDULE_FIELDS}
+    return {**{k: v for k, v in record.items() if k != "options"}, "options": options}
+
+
+def _changes(changed):
+    return ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
 
 
 def _all_finite(variables):
@@ -248,6 +277,7 @@ class Trainer:
             "global_batch": self.global_batch,
             "steps_per_epoch": self.schedule.steps_per_epoch,
             "total_steps": self.schedule.total_steps,
+            "schedule": schedules.record(self.schedule),
             "classes": self.classes,
             # What predict and export need to use the run without flags (keras_preresnet.runs).
             "network": network.network_arguments(self.config, self.classes, depth=self.settings.depth,
@@ -267,20 +297,35 @@ class Trainer:
         return list(names)
 
     def _check_same_run(self):
-        """A model_dir holds one run: resuming with other batch/schedule settings would mix two runs."""
+        """A model_dir holds one run: resuming with other settings would mix two runs. Its budget and
+        learning-rate schedule may change only with ``--extend`` (the run goes on with the new schedule)."""
         path = os.path.join(self.work_dir, runs.RUN_JSON)
         record = self._run_record()
-        if os.path.exists(path):
+        if os.path.exists(path) and self.manager.latest_checkpoint:
             with open(path, encoding="utf-8") as f:
                 previous = json.load(f)
             # Keys an older trainer did not write are not a change of settings.
-            changed = {k: (previous.get(k), v) for k, v in record.items()
-                       if k != "total_steps" and k in previous and previous.get(k) != v}
-            if changed and self.manager.latest_checkpoint:
-                details = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+            previous = _comparable(previous)
+            changed = {k: (previous[k], v) for k, v in _comparable(record).items()
+                       if k in previous and previous[k] != v}
+            budget = {k: change for k, change in changed.items() if k in SCHEDULE_KEYS}
+            others = {k: change for k, change in changed.items() if k not in SCHEDULE_KEYS}
+            if others:
                 raise TrainingError(
-                    f"{self.settings.model_dir!r} holds a run with other settings ({details}); resume it "
+                    f"{self.settings.model_dir!r} holds a run with other settings ({_changes(others)}); resume it "
                     "with the same command or use a new --model_dir."
+                )
+            step = int(self.step.numpy())
+            if budget and not self.settings.extend:
+                raise TrainingError(
+                    f"{self.settings.model_dir!r} holds a run with another budget or schedule ({_changes(budget)}); "
+                    "resume it with the same command, pass --extend to continue it on the new schedule from its "
+                    f"step {step}, or use a new --model_dir."
+                )
+            if budget and record["total_steps"] < step:
+                raise TrainingError(
+                    f"--extend cannot shorten the run in {self.settings.model_dir!r} to {record['total_steps']} "
+                    f"steps: its checkpoint is at step {step}."
                 )
         files.write_bytes(path, json.dumps(record, indent=2) + "\n")
 
@@ -330,8 +375,9 @@ class Trainer:
         self.sync_statistics()
         if not _all_finite(self.model.weights):
             return False
-        self.manager.save(checkpoint_number=int(self.step.numpy()))
-        files.write_point()
+        folder = os.path.join(self.work_dir, CHECKPOINT_DIR)
+        with files.writing(folder, clean_up=lambda: _remove_failed_checkpoint(folder)):
+            self.manager.save(checkpoint_number=int(self.step.numpy()))
         return True
 
     def run(self):
@@ -340,7 +386,27 @@ class Trainer:
         self._check_same_run()
         step = int(self.step.numpy())
         rows = json.loads(self.records.numpy().decode("utf-8")) if self.chief else []
-        writers = self._summary_writers()
+        writers = None
+        try:
+            writers = self._summary_writers()
+            summary = self._resume_and_train(restored, step, rows, writers)
+        except Exception as error:
+            # TensorBoard's writer reports a refused write from whichever summary op flushes it.
+            failure = files.as_write_error(error) if isinstance(error, tf.errors.OpError) else None
+            if failure is None:
+                raise
+            raise failure from error
+        finally:
+            # Closed here, not by the garbage collector at exit: a writer of a full disk fails to flush.
+            for writer in writers or ():
+                with contextlib.suppress(Exception):
+                    writer.close()
+        # Workers leave together: one that exits while another still writes looks like a crash to
+        # the cluster's coordination service.
+        self.sync_statistics()
+        return summary
+
+    def _resume_and_train(self, restored, step, rows, writers):
         if restored and self.chief:
             print(f"Resuming {self.config.name} from step {step} ({restored}).", flush=True)
             if rows and rows[-1]["step"] == step:
@@ -361,9 +427,6 @@ class Trainer:
         else:
             with self._tested_weights():
                 files.save_weights(self.model, os.path.join(self.work_dir, runs.LAST_WEIGHTS))
-        # Workers leave together: one that exits while another still writes looks like a crash to
-        # the cluster's coordination service.
-        self.sync_statistics()
         return summary
 
     def _train(self, step, rows, writers):
