@@ -159,4 +159,4 @@ def test_convert_stopped_by_a_full_disk_keeps_the_old_file_then_converts(tmp_pat
         assert_same_weights(out, reference)
 
     # Run by `python -c` (to shrink the network), TensorFlow prints its start-up lines before the error.
-    fill_disk_at(make_case, [1], "", after_failure, after_rerun, alone=False)
+    fill_disk_at(make_case, [1], "convert: ", after_failure, after_rerun, alone=False)
