@@ -93,8 +93,9 @@ def test_fine_tuning_a_frozen_backbone_learns_a_new_task_then_unfreezes(pretrain
     for key in before:  # kernels, gamma/beta and the BatchNorm moving statistics all untouched
         np.testing.assert_array_equal(after[key], before[key], err_msg=key)
 
-    # The same command with --unfreeze_after resumes at epoch 3 and trains the whole network from there.
-    unfrozen = trainer.Trainer(CONFIG, settings(epochs=4, unfreeze_after=3), strategy)
+    # The same command with a longer budget, --unfreeze_after and --extend resumes at epoch 3 and trains
+    # the whole network from there.
+    unfrozen = trainer.Trainer(CONFIG, settings(epochs=4, unfreeze_after=3, extend=True), strategy)
     unfrozen.run()
     changed = _backbone_weights(unfrozen.model)
     moved = [key for key in before if not np.array_equal(changed[key], before[key])]
