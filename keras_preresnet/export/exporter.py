@@ -22,7 +22,12 @@ import shutil
 
 import keras_preresnet
 from keras_preresnet import files
-from keras_preresnet.export import images, onnx, parity, saved_model, tflite, versions
+import keras_preresnet.export.images as images
+import keras_preresnet.export.onnx as onnx
+import keras_preresnet.export.parity as parity
+import keras_preresnet.export.saved_model as saved_model
+import keras_preresnet.export.tflite as tflite
+import keras_preresnet.export.versions as versions
 from keras_preresnet import runtimes
 
 FORMATS = ("saved_model", "tflite", "onnx", "saved_model_float")

@@ -15,7 +15,7 @@ such pair into a BatchNormalization of mean 0, variance 1 and epsilon 0, which c
 
 import numpy as np
 
-from keras_preresnet.export import parity
+import keras_preresnet.export.parity as parity
 from keras_preresnet.runtimes import OnnxModel, require_extra
 
 FILENAME = "model.onnx"

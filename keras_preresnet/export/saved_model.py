@@ -21,7 +21,8 @@ twice, once per Python wrapper, doubling the files and the memory of the server 
 import numpy as np
 import tensorflow as tf
 
-from keras_preresnet.export import images, parity
+import keras_preresnet.export.images as images
+import keras_preresnet.export.parity as parity
 from keras_preresnet.runtimes import FLOAT_INPUT, PREPROCESSED_SIGNATURE
 
 SERVING_SIGNATURE = "serving_default"

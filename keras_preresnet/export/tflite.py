@@ -11,7 +11,7 @@ the model's variables (without that, TFLite outputs are all NaN, docs/export.md)
 import numpy as np
 import tensorflow as tf
 
-from keras_preresnet.export import parity
+import keras_preresnet.export.parity as parity
 from keras_preresnet.runtimes import LiteRTModel
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
