@@ -417,6 +417,7 @@ def test_looped_net_learns_on_real_images_like_the_unrolled_one(cifar_dir):
     images, labels = load_cifar(cifar_dir, "cifar10", "train")
     x = ((images[:64] - 128.0) / 64.0).astype("float32")
     y = labels[:64]
+    keras.utils.set_random_seed(0)  # measured over seeds 0-4: the loss falls to 0.45-0.57 of its start in 8 epochs
     built = [models.build_resnet(20, units_per_stage=(1, 1, 3), input_shape=x.shape[1:], classes=10, scan_units=scan,
                                  classifier_activation=None) for scan in (False, True)]
     looped_models.copy_weights(*built)  # the same starting weights
@@ -425,13 +426,14 @@ def test_looped_net_learns_on_real_images_like_the_unrolled_one(cifar_dir):
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         initial.append(model.evaluate(x, y, batch_size=16, verbose=0))
-        histories.append(model.fit(x, y, batch_size=16, epochs=6, shuffle=False, verbose=0).history["loss"])
+        histories.append(model.fit(x, y, batch_size=16, epochs=8, shuffle=False, verbose=0).history["loss"])
     unrolled, looped = histories
     assert looped[-1] < 0.7 * looped[0], looped
+    assert unrolled[-1] < 0.7 * unrolled[0], unrolled
     # Before any update the two forms compute the same loss on the real images.
     np.testing.assert_allclose(initial[1], initial[0], rtol=1e-5)
     # Step for step the same arithmetic (tested above to 1e-5); at this learning rate rounding differences
-    # grow over the 24 steps (measured: 0.03% already in the first epoch's mean on JAX, whose CPU
+    # grow over the 32 steps (measured: 0.03% already in the first epoch's mean on JAX, whose CPU
     # reductions are not deterministic from run to run; 0.2% by the sixth epoch on TensorFlow, up to 4% on
     # JAX), so the curves are compared loosely.
     np.testing.assert_allclose(looped, unrolled, rtol=0.1)
