@@ -239,13 +239,15 @@ def summary_line(record):
             f"{np.mean(ours[1:drop]):.1e} / {np.mean(theirs[1:drop]):.1e} | {np.mean(ours[drop:]):.1e} / "
             f"{np.mean(theirs[drop:]):.1e} | {drift_ratio(record):.2f} | {record['ours_loss'][-1]:.4f} / "
             f"{record['torch_loss'][-1]:.4f} / {record['float64_loss'][-1]:.4f} | "
+            f"{record['ours_weights_drift']:.1e} / {record['torch_weights_drift']:.1e} | "
             f"{record['ours_test_error']:.1f} / {record['torch_test_error']:.1f} | "
             f"{record['test_prediction_agreement']:.1f} |")
 
 
 HEADER = ("| row | steps | logits before training (rel. diff.) | loss drift from float64, lr 0.1: ours / reference "
           "float32 | after the drop: ours / reference float32 | drift ratio | last loss ours / reference / float64 | "
-          "test error % ours / reference | same test prediction % |\n|---|---|---|---|---|---|---|---|---|")
+          "weights' drift from float64 at the end: ours / reference float32 | test error % ours / reference | "
+          "same test prediction % |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv=None):
