@@ -75,9 +75,49 @@ class TorchConv2D(keras.layers.Conv2D):
         return config
 
 
+# Input dtypes TensorFlow's fused batch-norm kernel takes with float32 scale and offset on every device.
+_FUSED_DTYPES = ("float32", "float16")
+
+
+@_register
+class TorchBatchNormalization(keras.layers.BatchNormalization):
+    """``BatchNormalization`` that trains as Torch's ``nn.SpatialBatchNormalization``.
+
+    Inference, weights and config are Keras'. In training on the TensorFlow backend, a 4-D channels-last
+    float32/float16 input goes through TensorFlow's fused kernel (``FusedBatchNormV3``): one pass forward
+    and one backward where Keras' own layer runs about a dozen element-wise ops, which makes the CIFAR
+    trainer's step about 1.35x faster on a CPU (bench/train_step.py). The kernel normalises with the
+    biased batch variance and returns the unbiased one, which goes into the running variance, as in
+    Torch. Anything else (other backends, masks, renorm, synchronized statistics, other dtypes) is
+    Keras' ``BatchNormalization`` unchanged.
+    """
+
+    def _fusable(self, inputs, mask):
+        return (
+            keras.backend.backend() == "tensorflow" and self.trainable and mask is None and not self.renorm
+            and not self.synchronized and self.center and self.scale and len(inputs.shape) == 4
+            and self.axis in (-1, 3) and keras.backend.standardize_dtype(inputs.dtype) in _FUSED_DTYPES
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if training is True and self._fusable(inputs, mask):
+            import tensorflow as tf
+
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32"),
+                epsilon=self.epsilon, data_format="NHWC", is_training=True,
+            )
+            decay = ops.cast(self.momentum, self.moving_mean.dtype)
+            self.moving_mean.assign(self.moving_mean * decay + ops.cast(mean, self.moving_mean.dtype) * (1 - decay))
+            self.moving_variance.assign(self.moving_variance * decay
+                                        + ops.cast(variance, self.moving_variance.dtype) * (1 - decay))
+            return ops.cast(outputs, self.compute_dtype)
+        return super().call(inputs, training=training, mask=mask)
+
+
 def batch_norm(name, dtype=None):
-    """BatchNormalization with Torch's epsilon 1e-5 and momentum 0.1 (Keras 0.9)."""
-    return keras.layers.BatchNormalization(
+    """``TorchBatchNormalization`` with Torch's epsilon 1e-5 and momentum 0.1 (Keras 0.9)."""
+    return TorchBatchNormalization(
         axis=-1, epsilon=defaults.BN_EPSILON, momentum=defaults.BN_MOMENTUM, name=name, dtype=dtype
     )
 

@@ -320,3 +320,54 @@ def test_plain_unit_takes_no_shortcut_type_and_no_drop_path():
         L.PlainUnit(16, shortcut="conv1x1")
     with pytest.raises(ValueError, match="PlainUnit has no shortcut to keep when its branch is dropped"):
         L.PlainUnit(16, drop_path_rate=0.1)
+
+
+def _bn_pair(channels=5):
+    ours = L.batch_norm("bn")
+    keras_bn = keras.layers.BatchNormalization(epsilon=ours.epsilon, momentum=ours.momentum)
+    for layer in (ours, keras_bn):
+        layer.build((None, 6, 6, channels))
+    rng = np.random.RandomState(0)
+    values = [rng.rand(channels) + 0.5, rng.randn(channels), rng.randn(channels), rng.rand(channels) + 0.5]
+    for layer in (ours, keras_bn):
+        layer.set_weights([v.astype("float32") for v in values])
+    return ours, keras_bn
+
+
+def test_batch_norm_trains_as_keras_does_and_keeps_torchs_running_variance():
+    torch = pytest.importorskip("torch")
+    ours, keras_bn = _bn_pair()
+    x = (np.random.RandomState(1).randn(4, 6, 6, 5) * 3 + 2).astype("float32")
+    np.testing.assert_allclose(to_numpy(ours(x, training=False)), to_numpy(keras_bn(x, training=False)), atol=2e-5)
+    np.testing.assert_allclose(to_numpy(ours(x, training=True)), to_numpy(keras_bn(x, training=True)), atol=2e-5)
+    reference = torch.nn.BatchNorm2d(5, eps=1e-5, momentum=0.1)
+    start = _bn_pair()[0].get_weights()
+    reference.running_mean.data, reference.running_var.data = (torch.from_numpy(v) for v in start[2:])
+    reference.train()(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+    np.testing.assert_allclose(to_numpy(ours.moving_mean), reference.running_mean.numpy(), rtol=1e-5)
+    moving_variance = to_numpy(ours.moving_variance)
+    if keras.backend.backend() == "tensorflow":  # the fused kernel: Torch's unbiased running variance
+        np.testing.assert_allclose(moving_variance, reference.running_var.numpy(), rtol=1e-5)
+    else:  # Keras' layer: the biased one
+        np.testing.assert_allclose(moving_variance, to_numpy(keras_bn.moving_variance), rtol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fused kernel is TensorFlow's")
+def test_batch_norm_training_runs_the_fused_kernel_with_keras_gradients():
+    import tensorflow as tf
+
+    ours, keras_bn = _bn_pair()
+    x = tf.constant((np.random.RandomState(2).randn(4, 6, 6, 5) * 2 - 1).astype("float32"))
+    weights = tf.constant(np.random.RandomState(3).randn(4, 6, 6, 5).astype("float32"))
+    gradients = []
+    for layer in (ours, keras_bn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=True) * weights)
+        gradients.append(tape.gradient(loss, [x, layer.gamma, layer.beta]))
+    for mine, theirs in zip(*gradients):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5)
+    graph = tf.function(lambda t: ours(t, training=True)).get_concrete_function(x).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
+    masked = tf.function(lambda t: ours(t, training=False)).get_concrete_function(x).graph
+    assert "FusedBatchNormV3" not in {op.type for op in masked.get_operations()}
