@@ -98,8 +98,11 @@ def main(argv=None):
     import tensorflow as tf
     import torch
 
-    tf.config.threading.set_intra_op_parallelism_threads(options.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(options.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already started in this process (a test): its thread counts stay
+        print(f"note: TensorFlow was started before this benchmark; it keeps its threads, not --threads={options.threads}")
     torch.set_num_threads(options.threads)
     steps = {"torch": torch_step(options.depth, options.batch)}
     for variant in variants:
