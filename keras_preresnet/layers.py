@@ -86,7 +86,7 @@ class TorchBatchNormalization(keras.layers.BatchNormalization):
     Inference, weights and config are Keras'. In training on the TensorFlow backend, a 4-D channels-last
     float32/float16 input goes through TensorFlow's fused kernel (``FusedBatchNormV3``): one pass forward
     and one backward where Keras' own layer runs about a dozen element-wise ops, which makes the CIFAR
-    trainer's step about 1.35x faster on a CPU (bench/train_step.py). The kernel normalises with the
+    trainer's step 1.2-1.35x faster on a CPU (bench/train_step.py). The kernel normalises with the
     biased batch variance and returns the unbiased one, which goes into the running variance, as in
     Torch. Anything else (other backends, masks, renorm, synchronized statistics, other dtypes) is
     Keras' ``BatchNormalization`` unchanged.
