@@ -252,28 +252,20 @@ def publish(path, write, suffix=""):
     if suffix and name.endswith(suffix):
         name = name[: -len(suffix)]
     temporary = os.path.join(directory, f".{name}.tmp-{owner()}{suffix}")
-    _start_write()
-    hdf5 = _open_hdf5_files()
-    try:
-        os.makedirs(directory, exist_ok=True)
-        _remove_stale_temporaries(directory, name)
-        write(temporary)
-        os.chmod(temporary, file_mode())
-        with open(temporary, "rb") as f:
-            os.fsync(f.fileno())
-        write_point(being_written=temporary)
-        os.replace(temporary, path)
-        _sync_folder(directory)
-    except Exception as error:
-        failure = as_write_error(error, path)
-        _close_hdf5_files_opened_since(hdf5)
-        if failure is None or failure is error:
-            raise
-        raise failure from error
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    write_point()
+    with writing(path):  # one write; a refused one leaves as WriteError
+        try:
+            os.makedirs(directory, exist_ok=True)
+            _remove_stale_temporaries(directory, name)
+            write(temporary)
+            os.chmod(temporary, file_mode())
+            with open(temporary, "rb") as f:
+                os.fsync(f.fileno())
+            write_point(being_written=temporary)
+            os.replace(temporary, path)
+            _sync_folder(directory)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
     return path
 
 
