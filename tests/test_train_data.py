@@ -291,3 +291,16 @@ def test_hold_out_of_too_few_images_is_a_clear_error(cifar_dir):
     source = data.load_source(str(cifar_dir), "cifar10", "train", limit=4)
     with pytest.raises(ValueError, match="Holding out 10% of 4 training images leaves no validation"):
         data.hold_out(source, 0.1)
+
+
+def test_training_and_test_pipelines_run_without_the_autotuning_thread(cifar_images):
+    # With tf.data's autotuning on, deleting an epoch's iterator waits out the sleep of its model thread
+    # (up to a minute, every core idle): the trainer makes an iterator per epoch, so both pipelines turn it off.
+    images, labels = cifar_images
+    source = _array_source(images[:16], labels[:16])
+    augment = data.train_transform("cifar", "cifar10", 32, encoded=False)
+    identity = lambda image, label: (tf.cast(image, tf.float32), label)  # noqa: E731
+    for dataset in (data.train_dataset_fn(source, augment, 8, steps=2, epoch=0)(_Context()),
+                    data.eval_dataset_fn(source, identity, 8)(_Context())):
+        assert dataset.options().autotune.enabled is False
+        assert len(list(dataset)) == 2

@@ -60,6 +60,20 @@ CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
 ENCODED_SHUFFLE_BUFFER = 10_000
 
 
+def pipeline_options():
+    """The options of every training and evaluation pipeline: tf.data's autotuning off.
+
+    The trainer makes a new iterator each epoch. With autotuning on, each iterator runs a model thread that
+    sleeps between optimisations for a period that doubles up to a minute, and the iterator's destructor
+    waits for that sleep to end: epochs stalled for 0-60 s with every core idle (measured: 300 images/s
+    epochs at 121 and 60). The parallel maps then run one call per core and prefetching keeps its own
+    buffer tuning; the pipeline costs ~2% of a CIFAR step either way.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 class DataError(ValueError):
     """Data that cannot be read: a missing folder, an unprepared dataset, a corrupt file."""
 
@@ -404,7 +418,7 @@ def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0
         if batch_transform is not None:
             ds = ds.map(batch_transform, num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = ds.take((steps - start_step) * replicas_per_pipeline)
-        return ds.prefetch(AUTOTUNE)
+        return ds.prefetch(AUTOTUNE).with_options(pipeline_options())
 
     return dataset_fn
 
@@ -425,6 +439,6 @@ def eval_dataset_fn(source, transform, global_batch):
         ds = real.concatenate(filler).shard(context.num_input_pipelines, context.input_pipeline_id)
         ds = ds.map(lambda image, label, weight: (*transform(image, label), weight),
                     num_parallel_calls=AUTOTUNE, deterministic=True)
-        return ds.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE)
+        return ds.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE).with_options(pipeline_options())
 
     return dataset_fn
