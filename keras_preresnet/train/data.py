@@ -66,12 +66,18 @@ def pipeline_options():
     The trainer makes a new iterator each epoch. With autotuning on, each iterator runs a model thread that
     sleeps between optimisations for a period that doubles up to a minute, and the iterator's destructor
     waits for that sleep to end: epochs stalled for 0-60 s with every core idle (measured: 300 images/s
-    epochs at 121 and 60). The parallel maps then run one call per core and prefetching keeps its own
-    buffer tuning; the pipeline costs ~2% of a CIFAR step either way.
+    epochs at 121 and 60). The parallel maps run ``parallel_calls()`` calls at once instead, and
+    prefetching keeps its own buffer tuning; the pipeline costs ~2% of a CIFAR step either way.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
     return options
+
+
+def parallel_calls():
+    """Parallel map calls of the pipelines: one per core this process may use (autotuning, being off,
+    would otherwise cap them at 16, too few to decode ImageNet JPEGs for several GPUs)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class DataError(ValueError):
@@ -413,10 +419,10 @@ def train_dataset_fn(source, transform, global_batch, steps, epoch, start_step=0
         ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
         ds = ds.skip(start_step * per_pipeline)
         ds = ds.map(lambda position, example: transform(*example, augmentation_key(seed, epoch, position)),
-                    num_parallel_calls=AUTOTUNE, deterministic=True)
+                    num_parallel_calls=parallel_calls(), deterministic=True)
         ds = ds.batch(per_replica, drop_remainder=True)
         if batch_transform is not None:
-            ds = ds.map(batch_transform, num_parallel_calls=AUTOTUNE, deterministic=True)
+            ds = ds.map(batch_transform, num_parallel_calls=parallel_calls(), deterministic=True)
         ds = ds.take((steps - start_step) * replicas_per_pipeline)
         return ds.prefetch(AUTOTUNE).with_options(pipeline_options())
 
@@ -438,7 +444,7 @@ def eval_dataset_fn(source, transform, global_batch):
         filler = source.dataset.repeat().take(padding).map(lambda image, label: (image, label, tf.constant(0.0)))
         ds = real.concatenate(filler).shard(context.num_input_pipelines, context.input_pipeline_id)
         ds = ds.map(lambda image, label, weight: (*transform(image, label), weight),
-                    num_parallel_calls=AUTOTUNE, deterministic=True)
+                    num_parallel_calls=parallel_calls(), deterministic=True)
         return ds.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE).with_options(pipeline_options())
 
     return dataset_fn
