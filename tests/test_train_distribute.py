@@ -161,3 +161,26 @@ def test_multi_worker_with_two_processes_finishes_with_identical_weights(tmp_pat
     assert summary["replicas"] == 2 and summary["steps"] == 128 // 32
     # Only the chief writes the run's files.
     assert not (model_dir / "workers" / "worker_1" / "metrics.json").exists()
+
+
+def test_one_device_batches_come_from_the_pipelines_own_iterator():
+    # The strategy's iterator wraps the pipeline in datasets with tf.data's default options, whose
+    # autotuning thread's sleep every deleted (per-epoch) iterator waited out: on one device the trainer
+    # iterates the pipeline itself, with the same batches.
+    import tensorflow as tf
+
+    from keras_preresnet.train import data
+
+    images = np.arange(16 * 4 * 4 * 3, dtype=np.uint8).reshape(16, 4, 4, 3)
+    source = data.Source(tf.data.Dataset.from_tensor_slices((images, np.arange(16))), 16, 10, False, "arrays")
+    identity = lambda image, label, key: (tf.cast(image, tf.float32), label)  # noqa: E731
+    dataset_fn = data.train_dataset_fn(source, identity, 8, steps=2, epoch=1, seed=3)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    iterator = distribute.iterate(strategy, dataset_fn)
+    assert isinstance(iterator, tf.data.Iterator) and not isinstance(iterator, tf.distribute.DistributedIterator)
+    ours = [(x.numpy(), y.numpy()) for x, y in iterator]
+    theirs = [(x.numpy(), y.numpy()) for x, y in strategy.distribute_datasets_from_function(dataset_fn)]
+    assert len(ours) == len(theirs) == 2
+    for (a, b), (c, d) in zip(ours, theirs):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)

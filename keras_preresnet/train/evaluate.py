@@ -37,7 +37,7 @@ def evaluate_weights(config, weights, data_dir, *, crop="center", image_size=Non
     with strategy.scope():
         model = network.build_network(config, classes, depth=depth, image_size=image_size, init_weights=weights)
     step = make_eval_step(model, strategy, confusion=True)
-    iterator = iter(strategy.distribute_datasets_from_function(data.eval_dataset_fn(test, transform, batch)))
+    iterator = distribute.iterate(strategy, data.eval_dataset_fn(test, transform, batch))
     result = evaluate(step, iterator, data.padded_size(test.num_examples, batch) // batch)
     result.update(crop=crop, image_size=image_size, resize=resize, split=split, weights=str(weights),
                   class_names=confusion.class_names(config.dataset, classes))

@@ -360,7 +360,7 @@ class Trainer:
     # ------------------------------------------------------------------------------ the run
 
     def _distributed(self, dataset_fn):
-        return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+        return distribute.iterate(self.strategy, dataset_fn)
 
     def _set_frozen(self, epoch):
         s = self.settings
