@@ -128,10 +128,13 @@ def _check_units_per_stage(units_per_stage, layout):
 
 def _unit_settings(layout, unit, form):
     """Shortcut and stride conventions of the reference implementations for a layout."""
-    if layout == CIFAR and form != "bottleneck":
-        # ResNet paper Sec. 4.2: option A (parameter-free) shortcuts on CIFAR.
-        return dict(projection="A", projection_bn=True, stride_position="first", first_unit_from="raw")
     preactivation = units.UNITS[unit].preactivates()
+    if layout == CIFAR and form != "bottleneck":
+        # ResNet paper Sec. 4.2: option A (parameter-free) shortcuts on CIFAR. The pre-activation units
+        # follow fb.resnet.torch's preresnet.lua ('both_preact'): a stage's first unit pre-activates
+        # before the split, so its shortcut carries the pre-activated input.
+        return dict(projection="A", projection_bn=True, stride_position="first",
+                    first_unit_from="preactivated" if preactivation else "raw")
     if layout == CIFAR:
         if preactivation:
             # The paper's CIFAR code: the widening unit pre-activates once and projects that.

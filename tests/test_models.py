@@ -336,3 +336,22 @@ def test_plain_nets_refuse_shortcut_arguments():
         kp.build_resnet(20, unit="plain", shortcut="conv1x1")
     with pytest.raises(ValueError, match="projection='B'"):
         kp.build_resnet(34, unit="plain", layout="imagenet", projection="B")
+
+
+@pytest.mark.parametrize("block", ["conv2_block1", "conv3_block1"])
+def test_cifar_preact_basic_first_unit_shortcut_carries_the_preactivated_input(block):
+    """preresnet.lua's 'both_preact': a stage's first unit applies BN-ReLU before the split. With the
+    branch's last convolution zeroed, the unit's output is its (option A) shortcut alone: the inference-mode
+    BN-ReLU of the input, subsampled and zero-padded, never the raw (signed) input."""
+    model = kp.build_resnet(20, unit="full_preactivation", layout="cifar", classes=10)
+    unit = model.get_layer(block)
+    assert unit.shortcut_from == "preactivated"
+    assert model.get_layer(block.replace("block1", "block2")).shortcut_from == "raw"
+    last_conv = unit.branch_layers[-1]
+    last_conv.kernel.assign(np.zeros(last_conv.kernel.shape, "float32"))
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 16)).astype("float32")  # stages 1 and 2 take 16 channels
+    y = np.asarray(unit(x, training=False))
+    s = unit.strides
+    expected = np.maximum(x[:, ::s, ::s, :], 0) / np.sqrt(1 + 1e-5)
+    np.testing.assert_allclose(y[..., : x.shape[-1]], expected, atol=1e-5)
+    np.testing.assert_array_equal(y[..., x.shape[-1]:], 0)
