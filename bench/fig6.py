@@ -24,8 +24,8 @@ import sys
 
 from bench import fidelity
 
-ROWS = ("plain20", "plain56", "resnet20", "resnet56", "preact_resnet56")
-PANELS = (("plain", ("plain20", "plain56")), ("ResNet", ("resnet20", "resnet56")),
+ROWS = ("plain20", "plain56", "resnet20", "resnet56", "resnet56_warmup", "preact_resnet56")
+PANELS = (("plain", ("plain20", "plain56")), ("ResNet", ("resnet20", "resnet56", "resnet56_warmup")),
           ("original vs pre-activation", ("resnet56", "preact_resnet56")))
 COLOURS = {20: "tab:orange", 56: "tab:red"}
 # (row a, relation, row b, metric): the orderings the papers report at the end of training.
@@ -33,6 +33,8 @@ ORDERINGS = (
     ("plain56", ">", "plain20", "train_error"),
     ("resnet56", "<", "resnet20", "train_error"),
     ("resnet56", "<", "resnet20", "test_error"),
+    ("resnet56_warmup", "<", "resnet20", "train_error"),
+    ("resnet56_warmup", "<", "resnet20", "test_error"),
     ("preact_resnet56", "<=", "resnet56", "test_error"),
 )
 
@@ -80,7 +82,8 @@ def write_figure(path, results, budget, seeds):
     figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4.2), sharey=True, squeeze=False)
     for axis, (title, rows) in zip(axes[0], PANELS):
         for row in rows:
-            colour = "tab:blue" if row.startswith("preact") else COLOURS[fidelity.ROWS[row]["torch"][0]]
+            colour = ("tab:blue" if row.startswith("preact") else "tab:purple" if row.endswith("warmup")
+                      else COLOURS[fidelity.ROWS[row]["torch"][0]])
             for metric, style, width in (("train_error", "--", 1), ("test_error", "-", 2.5)):
                 curve = mean_curve(results, row, budget, seeds, metric)
                 if curve:

@@ -1,6 +1,7 @@
 """bench/fidelity.py and its PyTorch reference (bench/torch_cifar.py): the reference's pieces against
 fb.resnet.torch's definitions, and one tiny harness run of both implementations on real CIFAR images."""
 
+import argparse
 import json
 import math
 import os
@@ -153,3 +154,15 @@ def test_a_failed_run_is_reported_and_left_for_the_next_start(tmp_path, capsys):
     assert "start the same command again" in printed
     with open(out) as f:
         assert json.load(f)["cells"] == {}
+
+
+def test_a_row_passes_its_own_trainer_flags():
+    from absl import flags
+    from keras_preresnet.train import __main__  # noqa: F401 (defines the trainer's flags)
+
+    options = argparse.Namespace(data_dir="d", recipe=None, nesterov=None, train_examples=None, eval_examples=None)
+    warm = fidelity.ours_command("resnet56_warmup", 1560, 0, options, "m")
+    assert "--warmup_iterations=400" in warm and "--config=cifar10_resnet56" in warm
+    assert not any(a.startswith("--warmup") for a in fidelity.ours_command("resnet56", 1560, 0, options, "m"))
+    names = {a[2:].split("=")[0].removeprefix("no") for a in warm if a.startswith("--")}
+    assert names <= set(flags.FLAGS), names - set(flags.FLAGS)

@@ -146,6 +146,30 @@ def test_epochs_override_keeps_the_fractions_of_the_schedule():
     assert schedule.boundaries == (max(1, round(500 * 400 / 64_000)), 250, 375)
 
 
+def test_an_absolute_warm_up_keeps_its_length_when_the_run_is_shortened():
+    # The paper's ResNet-110 warm-up, 400 iterations at 0.01, in a 1,560-iteration run: the drops keep
+    # their fractions, the warm-up does not shrink to 400/64k of the run.
+    recipe = configs.RECIPES["cifar_paper"]
+    schedule = configs.resolve_schedule(recipe, 5_000, 128, steps=1_560, warmup_iterations=400)
+    assert schedule.boundaries == (400, 780, 1_170)
+    assert schedule.values == pytest.approx((0.01, 0.1, 0.01, 0.001))
+    # Iterations count at the recipe's batch of 128: at batch 64 the warm-up takes twice the steps, at
+    # the linearly scaled rate.
+    half = configs.resolve_schedule(recipe, 5_000, 64, steps=3_120, warmup_iterations=400)
+    assert half.boundaries[0] == 800 and half.values[0] == pytest.approx(0.005)
+    # 0 drops the recipe's own warm-up; None keeps it (compressed with the run).
+    assert configs.resolve_schedule(configs.RECIPES["cifar_paper_warmup"], 5_000, 128, steps=1_560,
+                                    warmup_iterations=0).boundaries == (780, 1_170)
+    assert configs.resolve_schedule(configs.RECIPES["cifar_paper_warmup"], 5_000, 128,
+                                    steps=1_560).boundaries == (round(1_560 * 400 / 64_000), 780, 1_170)
+
+
+def test_a_warm_up_past_the_first_drop_is_refused():
+    with pytest.raises(ValueError, match=r"--warmup_iterations=800 \(800 steps\) must end before the first "
+                                         r"learning-rate drop \(step 780\)"):
+        configs.resolve_schedule(configs.RECIPES["cifar_paper"], 5_000, 128, steps=1_560, warmup_iterations=800)
+
+
 def test_batch_larger_than_dataset_is_refused():
     with pytest.raises(ValueError, match="larger than the training set"):
         configs.resolve_schedule(configs.RECIPES["cifar_paper"], 100, 128)

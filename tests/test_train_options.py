@@ -19,6 +19,7 @@ def test_every_paper_config_trains_with_every_option_off():
     ("label_smoothing", 1.0, "--label_smoothing must be a number >= 0 and < 1; received 1.0"),
     ("lr_schedule", "linear", "--lr_schedule must be one of"),
     ("warmup_epochs", 5, "--warmup_epochs applies to --lr_schedule=cosine"),
+    ("warmup_iterations", -1, "--warmup_iterations must be a number >= 0"),
     ("ema_decay", 1.0, "--ema_decay must be a number >= 0 and < 1"),
     ("mixup_alpha", -1, "--mixup_alpha must be a number >= 0"),
     ("randaugment_ops", 1.5, "--randaugment_ops must be an integer >= 0"),
@@ -28,6 +29,12 @@ def test_every_paper_config_trains_with_every_option_off():
 def test_bad_values_are_refused_naming_the_flag(field, value, message):
     with pytest.raises(ValueError, match=message):
         options.resolve(options.Options(), {field: value})
+
+
+def test_the_absolute_warm_up_belongs_to_the_step_schedule():
+    assert options.resolve(options.Options(), {"warmup_iterations": 400}).warmup_iterations == 400
+    with pytest.raises(ValueError, match="--warmup_iterations applies to the step recipes"):
+        options.resolve(options.Options(), {"warmup_iterations": 400, "lr_schedule": "cosine"})
 
 
 def test_overrides_replace_only_what_they_set():
@@ -44,7 +51,8 @@ def test_each_option_is_a_flag_of_the_command_line():
     values = dict(label_smoothing="0.1", lr_schedule="cosine", warmup_epochs="2", ema_decay="0.999",
                   mixup_alpha="0.2", cutmix_factor="1", randaugment_ops="2", randaugment_factor="0.3",
                   drop_path_rate="0.1")
-    assert set(values) == set(options.FIELDS)
+    # --warmup_iterations belongs to the step schedule, the others to cosine: it is checked on its own.
+    assert set(values) | {"warmup_iterations"} == set(options.FIELDS)
     argv = ["train", "--config=cifar10_preact_resnet110", "--data_dir=d", "--model_dir=m"]
     try:
         flags.FLAGS(argv + [f"--{k}={v}" for k, v in values.items()])
@@ -52,7 +60,14 @@ def test_each_option_is_a_flag_of_the_command_line():
     finally:
         flags.FLAGS.unparse_flags()
     resolved = options.resolve(options.Options(), settings.options)
-    assert resolved == options.Options(0.1, "cosine", 2.0, 0.999, 0.2, 1.0, 2, 0.3, 0.1)
+    assert resolved == options.Options(label_smoothing=0.1, lr_schedule="cosine", warmup_epochs=2.0, ema_decay=0.999,
+                                       mixup_alpha=0.2, cutmix_factor=1.0, randaugment_ops=2,
+                                       randaugment_factor=0.3, drop_path_rate=0.1)
+    try:
+        flags.FLAGS(argv + ["--warmup_iterations=400"])
+        assert cli.settings_from_flags().options["warmup_iterations"] == 400
+    finally:
+        flags.FLAGS.unparse_flags()
     flags.FLAGS(argv)
     try:
         assert all(value is None for value in cli.settings_from_flags().options.values())

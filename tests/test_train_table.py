@@ -106,6 +106,10 @@ def test_a_folder_holds_one_table_at_one_budget(tmp_path):
                                      "seed": 0})
     with pytest.raises(ValueError, match=r"holds a table run with other settings \(epochs 2 -> 3\)"):
         table.run_table(configs.TABLES["identity_table1"], _settings(tmp_path, epochs=3), str(tmp_path))
+    # An absolute warm-up changes every run: a folder holds one.
+    with pytest.raises(ValueError, match=r"other settings \(warmup_iterations None -> 400\)"):
+        table.run_table(configs.TABLES["identity_table1"], _settings(tmp_path, epochs=2, options={"warmup_iterations": 400}),
+                        str(tmp_path))
 
 
 def _table(*args):

@@ -273,6 +273,18 @@ def test_optimizer_learning_rate_follows_the_resolved_schedule():
     assert float(rate(399)) == pytest.approx(0.01) and float(rate(400)) == pytest.approx(0.1)
 
 
+def test_the_trainer_runs_the_absolute_warm_up_it_is_given(tmp_path, cifar_dir):
+    # 80 steps at batch 64: drops at 40 and 60; 10 iterations at batch 128 are 20 steps at 0.01 * 64/128.
+    paper = dict(recipe="cifar_paper", lr_scaling="linear", steps=80, epochs=None)
+    run = trainer.Trainer(CONFIG, _settings(tmp_path / "run", cifar_dir, options={"warmup_iterations": 10}, **paper),
+                          one_device_strategy())
+    assert run.schedule.boundaries == (20, 40, 60)
+    assert run.schedule.values == pytest.approx((0.005, 0.05, 0.005, 0.0005))
+    with pytest.raises(ValueError, match=r"--warmup_iterations=20 \(40 steps\) must end before"):
+        trainer.Trainer(CONFIG, _settings(tmp_path / "run2", cifar_dir, options={"warmup_iterations": 20}, **paper),
+                        one_device_strategy())
+
+
 def test_run_json_lets_predict_and_export_use_the_run_without_flags(finished_run, cifar_dir, tmp_path, capsys):
     from keras_preresnet import export
     import export_testing

@@ -72,6 +72,9 @@ flags.DEFINE_float("label_smoothing", None, "Label smoothing e: targets (1 - e) 
 flags.DEFINE_enum("lr_schedule", None, training_options.LR_SCHEDULES,
                   "'step': the recipe's drops; 'cosine': cosine decay to 0 from the recipe's base rate.")
 flags.DEFINE_float("warmup_epochs", None, "Linear warm-up from 0 before the cosine decay (epochs).")
+flags.DEFINE_float("warmup_iterations", None, "The step recipes' warm-up at the recipe's warm-up rate (0.01 at "
+                   "batch 128) for this many iterations at batch 128, kept when --epochs/--steps shortens the run "
+                   "(the recipe's own warm-up keeps its fraction: 400 of 64k iterations); 0: none.")
 flags.DEFINE_float("ema_decay", None, "Keep an exponential moving average of the weights with this decay "
                    "(e.g. 0.999); it is tested and saved as last/best weights.")
 flags.DEFINE_float("mixup_alpha", None, "MixUp (keras.layers.MixUp) with Beta(alpha, alpha) weights.")

@@ -262,11 +262,13 @@ def get_config(name):
 
 
 def resolve_schedule(recipe, train_examples, global_batch, *, epochs=None, steps=None, base_lr=None,
-                     lr_scaling="linear"):
+                     lr_scaling="linear", warmup_iterations=None):
     """Turns ``recipe`` into optimiser steps for ``train_examples`` images at ``global_batch``.
 
     ``epochs`` or ``steps`` overrides the length; the boundaries and the warm-up then keep their
     fraction of the run. ``base_lr`` overrides the recipe's rate at the reference batch.
+    ``warmup_iterations`` replaces the recipe's warm-up by one of that many iterations at the reference
+    batch, whatever the length of the run (0: no warm-up).
     """
     if lr_scaling not in ("linear", "none"):
         raise ValueError(f"`lr_scaling` must be 'linear' or 'none'; received {lr_scaling!r}.")
@@ -287,6 +289,12 @@ def resolve_schedule(recipe, train_examples, global_batch, *, epochs=None, steps
         new_total = steps if steps is not None else epochs * steps_per_epoch
         factor = new_total / total
         total, boundaries, warmup = new_total, [b * factor for b in boundaries], warmup * factor
+    if warmup_iterations is not None:
+        warmup = warmup_iterations * recipe.reference_batch / global_batch
+        if boundaries and round(warmup) >= round(boundaries[0]):
+            raise ValueError(
+                f"--warmup_iterations={warmup_iterations:g} ({round(warmup)} steps) must end before the first "
+                f"learning-rate drop (step {max(1, round(boundaries[0]))}); use a shorter warm-up or a longer run.")
     scale = global_batch / recipe.reference_batch if lr_scaling == "linear" else 1.0
     lr = (recipe.base_lr if base_lr is None else base_lr) * scale
     values = [lr * recipe.decay**i for i in range(len(boundaries) + 1)]

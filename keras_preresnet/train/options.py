@@ -18,6 +18,10 @@ class Options:
     label_smoothing: float = 0.0  # target (1 - e) on the label and e / K on every class (Szegedy et al. 2016)
     lr_schedule: str = "step"  # 'step': the recipe's drops; 'cosine': cosine decay to 0 from the recipe's base rate
     warmup_epochs: float = 0.0  # linear warm-up from 0 before the cosine decay
+    # The step recipes' warm-up (the recipe's warm-up rate, 0.01 at batch 128) for this many iterations at the
+    # recipe's reference batch, kept when --epochs/--steps shortens the run; None: the recipe's own warm-up,
+    # which keeps its fraction of the run (400 of 64k iterations); 0: none.
+    warmup_iterations: float = None
     ema_decay: float = 0.0  # exponential moving average of the weights, tested and saved instead of them; 0: off
     mixup_alpha: float = 0.0  # MixUp (Zhang et al. 2018), mixing weight ~ Beta(alpha, alpha); 0: off
     cutmix_factor: float = 0.0  # CutMix (Yun et al. 2019), box area ~ Beta(factor, factor); 0: off
@@ -33,6 +37,11 @@ class Options:
         if self.warmup_epochs and self.lr_schedule != "cosine":
             raise ValueError(
                 "--warmup_epochs applies to --lr_schedule=cosine; the step recipes bring their own warm-up.")
+        if self.warmup_iterations is not None:
+            _check_range("warmup_iterations", self.warmup_iterations, 0, None)
+            if self.lr_schedule != "step":
+                raise ValueError("--warmup_iterations applies to the step recipes (--lr_schedule=step); the cosine "
+                                 "schedule warms up with --warmup_epochs.")
         _check_range("ema_decay", self.ema_decay, 0, 1, high_open=True)
         _check_range("mixup_alpha", self.mixup_alpha, 0, None)
         _check_range("cutmix_factor", self.cutmix_factor, 0, None)
@@ -49,7 +58,7 @@ class Options:
 
 FIELDS = tuple(field.name for field in dataclasses.fields(Options))
 # The fields that shape the learning-rate schedule (a resumed run may change them with --extend).
-SCHEDULE_FIELDS = ("lr_schedule", "warmup_epochs")
+SCHEDULE_FIELDS = ("lr_schedule", "warmup_epochs", "warmup_iterations")
 
 
 def _check_range(name, value, low, high, high_open=False):

@@ -27,6 +27,8 @@ TABLE_JSON = "table.json"
 TEN_CROP_JSON = "ten_crop.json"
 # The flags that make up a table's budget: a folder holds one table at one budget.
 BUDGET = ("epochs", "steps", "train_examples", "eval_examples", "validation", "batch_size", "depth", "seed")
+# The training options (train/options.py) a table passes to every run, part of its budget too.
+BUDGET_OPTIONS = ("warmup_iterations",)
 
 
 def finished(model_dir):
@@ -38,7 +40,8 @@ def finished(model_dir):
 
 def _check_budget(output_dir, table, settings):
     """Records the table's budget in OUTPUT_DIR/table.json; refuses a folder holding another table or budget."""
-    record = {"table": table.name, **{name: getattr(settings, name) for name in BUDGET}}
+    record = {"table": table.name, **{name: getattr(settings, name) for name in BUDGET},
+              **{name: (settings.options or {}).get(name) for name in BUDGET_OPTIONS}}
     path = os.path.join(output_dir, TABLE_JSON)
     previous = _read_json(path)
     if previous is not None:
@@ -205,6 +208,9 @@ def _define_flags():
     flags.DEFINE_integer("depth", None, "Override every config's depth (smoke tests).", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the data order and the initialisation.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.DEFINE_float("warmup_iterations", None, "Give every run the step recipes' warm-up (0.01 at batch 128) for "
+                       "this many iterations at batch 128, whatever the budget (python -m keras_preresnet.train "
+                       "--helpfull); 0: none.")
     flags.mark_flags_as_mutual_exclusive(["epochs", "steps"])
 
 
@@ -229,6 +235,7 @@ def main(argv):
         batch_size=FLAGS.batch_size, train_examples=FLAGS.train_examples, eval_examples=FLAGS.eval_examples,
         validation=FLAGS.validation,
         depth=FLAGS.depth, seed=FLAGS.seed, progress=FLAGS.progress,
+        options={name: getattr(FLAGS, name) for name in BUDGET_OPTIONS},
     )
     table = configs.get_table(FLAGS.table)
     run_table(table, settings, FLAGS.output_dir, only=FLAGS.only)

@@ -206,6 +206,7 @@ class Trainer:
         self.schedule = schedules.resolve(configs.resolve_schedule(
             self.recipe, self.train_source.num_examples, self.global_batch, epochs=settings.epochs,
             steps=settings.steps, base_lr=settings.learning_rate, lr_scaling=settings.lr_scaling,
+            warmup_iterations=self.options.warmup_iterations,
         ), self.options)
         self.weight_decay = self.recipe.weight_decay if settings.weight_decay is None else settings.weight_decay
         self._build()
