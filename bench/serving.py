@@ -206,6 +206,19 @@ def ort_session(path, threads):
 # The run
 # -------------------------------------------------------------------------------------------------
 
+def session_callable(tf, path, signature, input_name, threads):
+    """A call of ``signature`` through a TF1 ``Session`` on the SavedModel at ``path``: what TF Serving runs
+    (``SavedModelBundle``, then ``Session::Run`` on the signature's tensors), without the Python function
+    call of ``tf.saved_model.load``'s signatures."""
+    graph = tf.Graph()
+    with graph.as_default():
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
+        session = tf.compat.v1.Session(graph=graph, config=config)
+        meta = tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING], path)
+        spec = meta.signature_def[signature]
+        return session.make_callable(spec.outputs["probabilities"].name, feed_list=[spec.inputs[input_name].name])
+
+
 def write_pngs(tf, pixels, folder):
     os.makedirs(folder, exist_ok=True)
     for i, image in enumerate(pixels):
@@ -287,6 +300,8 @@ def main(argv):
             INT8_PEER: (ort_session(torch_int8, FLAGS.threads), "nchw"),
             "saved_model/preprocessed": (
                 lambda x: floats(**{FLOAT_INPUT: tf.constant(x)})["probabilities"].numpy(), "nhwc"),
+            "saved_model/preprocessed (Session, as TF Serving)": (session_callable(
+                tf, result.paths["saved_model"], PREPROCESSED_SIGNATURE, FLOAT_INPUT, FLAGS.threads), "nhwc"),
             "saved_model/serving_default (PNG bytes)": (
                 lambda x: serve(**{saved_model.IMAGES_INPUT: tf.constant(x)})["probabilities"].numpy(), "bytes"),
             "tflite/float32": (tfl("float32"), "nhwc"),
@@ -335,6 +350,7 @@ def _blocks_of(model):
 
 
 REPORT_OF = {"saved_model/preprocessed": "saved_model/preprocessed",
+             "saved_model/preprocessed (Session, as TF Serving)": "saved_model/preprocessed",
              "saved_model/serving_default (PNG bytes)": "saved_model/serving_default",
              "tflite/float32": "tflite/float32", "tflite/float16": "tflite/float16", "tflite/int8": "tflite/int8",
              "onnx (ORT)": "onnx"}

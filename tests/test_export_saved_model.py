@@ -50,12 +50,36 @@ def test_signatures_inputs_and_outputs(exported):
         assert outputs["labels"].dtype == tf.string and outputs["labels"].shape.as_list() == [None, 5]
 
 
-def test_each_weight_is_stored_once(exported):
+def _float_constants(path):
+    """{shape: count} of the float constants (not scalars) in the functions of ``path``'s saved_model.pb."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    found = {}
+    for function in proto.meta_graphs[0].graph_def.library.function:
+        for node in function.node_def:
+            value = node.attr["value"].tensor if node.op == "Const" else None
+            if value is not None and value.dtype == tf.float32.as_datatype_enum and value.tensor_shape.dim:
+                shape = tuple(d.size for d in value.tensor_shape.dim)
+                found[shape] = found.get(shape, 0) + 1
+    return found
+
+
+def test_each_weight_is_stored_once_frozen_into_the_network(exported):
+    # The weights are constants of the one network function that both signatures call.
     stored = tf.train.load_checkpoint(os.path.join(exported["path"], "variables", "variables"))
-    shapes = {k: v for k, v in stored.get_variable_to_shape_map().items() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    assert [k for k in stored.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"] == []
     model = exported["servable"].model
-    assert len(shapes) == len(model.variables)
-    assert sum(int(np.prod(shape)) for shape in shapes.values()) == model.count_params()
+    weights = {}
+    for variable in model.variables:
+        weights[tuple(variable.shape)] = weights.get(tuple(variable.shape), 0) + 1
+    constants = _float_constants(exported["path"])
+    # Leaving out the few-valued constants of the signatures themselves (the preprocessing's mean and std,
+    # the empty request's outputs), the constants are the weights, each once.
+    big = lambda found: {shape: n for shape, n in found.items() if np.prod(shape) > 3}  # noqa: E731
+    assert big(constants) == big(weights) and sum(big(weights).values()) > 10
 
 
 def test_serving_default_on_jpeg_and_png_bytes_matches_keras(exported):
@@ -173,3 +197,18 @@ def test_imagenet_model_preprocesses_in_the_graph_like_preprocess_input(tmp_path
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=parity.FLOAT_TOLERANCE)
     top1 = out["classes"].numpy()[:, 0]
     assert [label.decode() for label in out["labels"].numpy()[:, 0]] == [labels[i] for i in top1]
+
+
+def test_a_tf1_session_restores_the_frozen_network_as_tf_serving_does(exported):
+    # TF Serving restores a SavedModel into a Session (SavedModelBundle) and runs the signature's tensors.
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING], exported["path"])
+        spec = meta.signature_def["preprocessed"]
+        probabilities = session.run(spec.outputs["probabilities"].name,
+                                    {spec.inputs["inputs"].name: exported["preprocessed"]})
+        encoded = meta.signature_def["serving_default"]
+        from_bytes = session.run(encoded.outputs["probabilities"].name,
+                                 {encoded.inputs["images"].name: images.read_encoded(exported["files"])})
+    np.testing.assert_allclose(probabilities, exported["reference"], atol=parity.FLOAT_TOLERANCE)
+    np.testing.assert_allclose(from_bytes, exported["reference"], atol=parity.FLOAT_TOLERANCE)
