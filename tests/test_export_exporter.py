@@ -64,7 +64,9 @@ def test_every_format_is_published_with_its_parity_report(servable, image_dirs, 
         if report.tolerance is not None:
             assert report.max_abs_diff <= 1e-4 and report.top1_agreement == 1.0, report
         else:  # int8 (8 calibration images) of a net whose top-1 class varies over the parity images
-            assert report.top1_agreement >= 0.75 and 0 < report.max_abs_diff < 0.35, report  # measured 0.88, 0.21
+            # Measured 0.75, 0.43 (0.88, 0.21 before the stage-opening units fed their shortcuts the
+            # pre-activated input) on a random net of depth 8 and 8 images.
+            assert report.top1_agreement >= 0.75 and 0 < report.max_abs_diff < 0.5, report
     onnx_saved = json.loads((tmp_path / "tiny-onnx" / "1" / "parity.json").read_text())
     assert onnx_saved["reports"][0]["passed"] is True
 
