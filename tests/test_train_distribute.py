@@ -117,8 +117,9 @@ def test_mirrored_step_over_two_replicas_updates_weights_as_one_device_step(tmp_
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
     # Every weight moves (BatchNorm moving statistics included), by the same amount to float32 rounding;
-    # a loss divided by the per-replica batch doubles the update (relative error 1).
-    assert report["moved"] == report["weights"] and report["worst"] < 1e-3, report
+    # a loss divided by the per-replica batch doubles the update (relative error 1). Measured: 1.2e-3 at
+    # worst (a BatchNorm moving variance), 6e-4 and below for the others.
+    assert report["moved"] == report["weights"] and report["worst"] < 5e-3, report
     assert report["losses"][1] == pytest.approx(report["losses"][0], rel=1e-5)
 
 
