@@ -1,5 +1,6 @@
 """export.saved_model: the TF Serving signature contract, checked with TF's loader and saved_model_cli."""
 
+import collections
 import os
 import shutil
 import subprocess
@@ -51,20 +52,16 @@ def test_signatures_inputs_and_outputs(exported):
 
 
 def _float_constants(path):
-    """{shape: count} of the float constants (not scalars) in the functions of ``path``'s saved_model.pb."""
+    """Counter {shape: count} of the float constants (not scalars) in the functions of ``path``'s saved_model.pb."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
-    found = {}
-    for function in proto.meta_graphs[0].graph_def.library.function:
-        for node in function.node_def:
-            value = node.attr["value"].tensor if node.op == "Const" else None
-            if value is not None and value.dtype == tf.float32.as_datatype_enum and value.tensor_shape.dim:
-                shape = tuple(d.size for d in value.tensor_shape.dim)
-                found[shape] = found.get(shape, 0) + 1
-    return found
+    tensors = [node.attr["value"].tensor for function in proto.meta_graphs[0].graph_def.library.function
+               for node in function.node_def if node.op == "Const"]
+    return collections.Counter(tuple(d.size for d in t.tensor_shape.dim) for t in tensors
+                               if t.dtype == tf.float32.as_datatype_enum and t.tensor_shape.dim)
 
 
 def test_each_weight_is_stored_once_frozen_into_the_network(exported):
@@ -72,9 +69,7 @@ def test_each_weight_is_stored_once_frozen_into_the_network(exported):
     stored = tf.train.load_checkpoint(os.path.join(exported["path"], "variables", "variables"))
     assert [k for k in stored.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"] == []
     model = exported["servable"].model
-    weights = {}
-    for variable in model.variables:
-        weights[tuple(variable.shape)] = weights.get(tuple(variable.shape), 0) + 1
+    weights = collections.Counter(tuple(variable.shape) for variable in model.variables)
     constants = _float_constants(exported["path"])
     # Leaving out the few-valued constants of the signatures themselves (the preprocessing's mean and std,
     # the empty request's outputs), the constants are the weights, each once.
