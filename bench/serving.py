@@ -16,8 +16,12 @@ records the load average and the CPU other processes used before and during the 
 machine the absolute figures move, the ratios less. Not a test.
 
 Weights are random with trained-like activation scales (``tests/export_testing.plausible_random_weights``
-for ours, BatchNorm statistics of the same images for the PyTorch model), so top-1 agreement means
-something; the speed does not depend on them.
+for ours, BatchNorm statistics of the same images for the PyTorch model); the speed does not depend on
+them. Top-1 agreement between a random net's artifacts says little (its classes are close), so
+``--weights=<model_dir>/best.weights.h5`` gives ours a training run's weights, and ``--parity_images``
+more real images to agree on:
+
+    python bench/serving.py --weights=runs/p164/best.weights.h5 --parity_images=500 --threads=1
 """
 
 import json
@@ -48,6 +52,11 @@ flags.DEFINE_integer("batch", 32, "Batch size of the throughput measurement.")
 flags.DEFINE_integer("rounds", 40, "Timed batch-1 rounds (each runtime once per round).")
 flags.DEFINE_integer("batch_rounds", 8, "Timed batch rounds.")
 flags.DEFINE_integer("calibration_images", 64, "Real images for int8 calibration (ours and ORT's).")
+flags.DEFINE_string("weights", None, "A Keras weights file of --model (a training run's, e.g. <model_dir>/"
+                    "best.weights.h5) for ours instead of random weights: top-1 agreement of the artifacts, int8 above all, "
+                    "then means what it means for a trained net. The PyTorch peers keep random weights (speed does not "
+                    "depend on them).")
+flags.DEFINE_integer("parity_images", 32, "Real test images for every artifact's parity (max |diff|, top-1 agreement).")
 flags.DEFINE_string("out", os.path.join(REPO, "bench", "results"), "Folder for the results JSON and table.")
 FLAGS = flags.FLAGS
 
@@ -249,7 +258,9 @@ def main(argv):
     from keras_preresnet.export import images, onnx, saved_model, tflite
     from keras_preresnet.runtimes import FLOAT_INPUT, PREPROCESSED_SIGNATURE, LiteRTModel, OnnxModel
 
-    servable = export.build(FLAGS.model)
+    servable = export.build(FLAGS.model, weights=FLAGS.weights)
+    if FLAGS.weights and FLAGS.units_per_stage:
+        raise app.UsageError("--weights and --units_per_stage do not go together: the weights fit the full net.")
     units = tuple(int(u) for u in FLAGS.units_per_stage)
     key = models.resolve_architecture(FLAGS.model)
     layout = models.ARCHITECTURES[key]["layout"]
@@ -264,18 +275,20 @@ def main(argv):
     test_pixels, _ = load_cifar(FLAGS.cifar_dir, "cifar10", "test")
     train_pixels, _ = load_cifar(FLAGS.cifar_dir, "cifar10", "train")
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
-        parity_dir = write_pngs(tf, test_pixels[:FLAGS.batch], os.path.join(tmp, "parity"))
+        parity_dir = write_pngs(tf, test_pixels[:max(FLAGS.batch, FLAGS.parity_images)], os.path.join(tmp, "parity"))
         calibration_dir = write_pngs(tf, train_pixels[:FLAGS.calibration_images], os.path.join(tmp, "calibration"))
         parity_files = images.list_images(parity_dir)
         calibration = images.preprocessed_batch(servable, images.list_images(calibration_dir))
-        export_testing.plausible_random_weights(servable.model, calibration)
+        if not FLAGS.weights:
+            export_testing.plausible_random_weights(servable.model, calibration)
         result = export.export_model(
             servable, os.path.join(tmp, "out"), formats=("saved_model", "tflite", "onnx"),
             quantize=("float16", "int8"), parity_data=parity_dir, calibration_data=calibration_dir,
-            parity_images=FLAGS.batch, calibration_images=FLAGS.calibration_images, fold_batchnorm=True,
+            parity_images=FLAGS.parity_images, calibration_images=FLAGS.calibration_images, fold_batchnorm=True,
             log=lambda *a: None)
         reports = {r.artifact: r.as_dict() for r in result.reports}
 
+        parity_files = parity_files[:FLAGS.batch]
         batch = images.preprocessed_batch(servable, parity_files)  # real images, [N, size, size, 3]
         encoded = images.read_encoded(parity_files)
         nchw = lambda x: np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # noqa: E731
@@ -368,6 +381,11 @@ def write_results(servable, rows, reports, int8_peer_agreement, idle, load):
         f"int8 ratios against ORT's static int8 (QDQ, per channel, calibrated on {FLAGS.calibration_images} real "
         f"images; top-1 agreement with its float model {int8_peer_agreement:.0%}).",
         "",
+        (f"Our weights: {os.path.basename(FLAGS.weights)} (trained); the PyTorch peers' random. " if FLAGS.weights
+         else "Weights random with trained-like activation scales. ")
+        + f"max abs diff and top-1 agreement: each artifact against the Keras model on {FLAGS.parity_images} real "
+        f"test images ({FLAGS.batch} for the peer's int8).",
+        "",
         f"Load: before start, other processes kept {idle['other_processes_cores']:.2f} cores busy "
         f"(load average {idle['load_average_before'][0]:.1f}); during the timing {load['other_processes_cores']:.2f} "
         f"cores (load average {load['load_average_before'][0]:.1f} -> {load['load_average_after'][0]:.1f}). "
@@ -392,7 +410,8 @@ def write_results(servable, rows, reports, int8_peer_agreement, idle, load):
         f.write(table + "\n")
     with open(stem + ".json", "w", encoding="utf-8") as f:
         json.dump(dict(model=servable.name, batch=n, threads=FLAGS.threads, rounds=FLAGS.rounds,
-                       batch_rounds=FLAGS.batch_rounds, idle_check=idle, load_during_timing=load, rows=rows,
+                       batch_rounds=FLAGS.batch_rounds, weights=FLAGS.weights, parity_images=FLAGS.parity_images,
+                       idle_check=idle, load_during_timing=load, rows=rows,
                        parity=reports, int8_peer_top1_agreement=int8_peer_agreement,
                        machine=platform.platform()), f, indent=2)
     print(f"\nSaved {stem}.md and .json")
