@@ -258,9 +258,9 @@ def main(argv):
     from keras_preresnet.export import images, onnx, saved_model, tflite
     from keras_preresnet.runtimes import FLOAT_INPUT, PREPROCESSED_SIGNATURE, LiteRTModel, OnnxModel
 
-    servable = export.build(FLAGS.model, weights=FLAGS.weights)
     if FLAGS.weights and FLAGS.units_per_stage:
         raise app.UsageError("--weights and --units_per_stage do not go together: the weights fit the full net.")
+    servable = export.build(FLAGS.model, weights=FLAGS.weights)
     units = tuple(int(u) for u in FLAGS.units_per_stage)
     key = models.resolve_architecture(FLAGS.model)
     layout = models.ARCHITECTURES[key]["layout"]
