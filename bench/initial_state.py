@@ -57,7 +57,7 @@ def _torch_state(depth, unit, seed, x, y):
     logits = net.fc(features)
     net.zero_grad()
     F.cross_entropy(logits, y[:BATCH]).backward()
-    return {"initial_loss": loss, "feature_mean": float(features.mean()),
+    return {"initial_loss": loss, "feature_mean": features.mean().item(),
             "largest_mean_probability": float(logits.softmax(1).mean(0).max()),
             "classifier_gradient_norm": float(net.fc.weight.grad.norm())}
 
