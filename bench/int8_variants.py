@@ -83,7 +83,12 @@ def main(argv):
     from keras_preresnet.datasets import load_cifar
     from keras_preresnet.export import images, saved_model
     from keras_preresnet.runtimes import LiteRTModel
-    from bench.serving import write_pngs
+
+    def pngs(pixels, folder):  # the exporter's path: real images as files, preprocessed as served
+        os.makedirs(folder)
+        for i, image in enumerate(pixels):
+            tf.io.write_file(os.path.join(folder, f"{i:04d}.png"), tf.io.encode_png(image))
+        return images.list_images(folder)
 
     if not FLAGS.weights:
         raise app.UsageError("--weights is required: agreement on random weights says little (see bench/serving.py).")
@@ -94,10 +99,9 @@ def main(argv):
     train_pixels, _ = load_cifar(FLAGS.cifar_dir, "cifar10", "train")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        x = images.preprocessed_batch(servable, images.list_images(
-            write_pngs(tf, test_pixels[:FLAGS.parity_images], os.path.join(tmp, "parity"))))
-        calibration = images.preprocessed_batch(servable, images.list_images(
-            write_pngs(tf, train_pixels[:FLAGS.calibration_images], os.path.join(tmp, "calibration"))))
+        x = images.preprocessed_batch(servable, pngs(test_pixels[:FLAGS.parity_images], os.path.join(tmp, "parity")))
+        calibration = images.preprocessed_batch(
+            servable, pngs(train_pixels[:FLAGS.calibration_images], os.path.join(tmp, "calibration")))
         reference = servable.model.predict(x, batch_size=BATCH, verbose=0)
         folded = dataclasses.replace(servable, model=keras_preresnet.fold_batchnorm(servable.model))
         float_dir = os.path.join(tmp, "float")
