@@ -58,7 +58,7 @@ def _torch_state(depth, unit, seed, x, y):
     net.zero_grad()
     F.cross_entropy(logits, y[:BATCH]).backward()
     return {"initial_loss": loss, "feature_mean": features.mean().item(),
-            "largest_mean_probability": float(logits.softmax(1).mean(0).max()),
+            "largest_mean_probability": logits.detach().softmax(1).mean(0).max().item(),
             "classifier_gradient_norm": float(net.fc.weight.grad.norm())}
 
 
