@@ -304,3 +304,24 @@ def test_training_and_test_pipelines_run_without_the_autotuning_thread(cifar_ima
                     data.eval_dataset_fn(source, identity, 8)(_Context())):
         assert dataset.options().autotune.enabled is False
         assert len(list(dataset)) == 2
+
+
+def test_cifar_train_crop_offsets_and_flips_are_uniform():
+    # fb.resnet.torch draws the crop's top and left uniformly from 0..8 and flips half the images; the
+    # trainer's draws, traced through an image whose pixels are their own coordinates, must do the same.
+    image = np.zeros((32, 32, 3), np.float32)
+    image[..., 0] = np.arange(32)[:, None] * 32 + np.arange(32)[None, :] + 1
+    draws = 900
+    tops, lefts, flips = [], [], []
+    for position in range(draws):
+        x = data._cifar_train(tf.constant(image), 32, tf.zeros(3), tf.ones(3),
+                              data.augmentation_key(1, position % 3, position)).numpy()[..., 0]
+        row, column = (int(v[0]) for v in np.nonzero(x == 16 * 32 + 16 + 1))  # where pixel (16, 16) went
+        flipped = x[row, column + 1] == 16 * 32 + 15 + 1
+        tops.append(16 + 4 - row)
+        lefts.append(4 + (15 if flipped else 16) - column)
+        flips.append(flipped)
+    for offsets in (tops, lefts):
+        counts = np.bincount(offsets, minlength=9)
+        assert len(counts) == 9 and counts.min() > 60 and counts.max() < 140, counts  # 100 each expected
+    assert 0.43 < np.mean(flips) < 0.57
