@@ -391,23 +391,35 @@ def _load_images(spec):
     return train, test, initial, info.mean, info.std
 
 
+def initial_network(config, depth, seed):
+    """The trainer's network of ``config`` (``depth`` overriding), built with the trainer's seeding."""
+    from keras_preresnet.train import configs, network, trainer
+
+    trainer.seed_everything(seed, False)
+    return network.build_network(configs.get_config(config), 10, depth=depth)
+
+
+def initial_loss(model, x, labels, batch):
+    """Mean cross-entropy of ``model`` in training mode (batch statistics) over ``x`` in batches of ``batch``."""
+    import keras
+
+    total = 0.0
+    for start in range(0, len(x), batch):
+        logits = model(x[start:start + batch], training=True)
+        total += float(keras.ops.sum(keras.losses.sparse_categorical_crossentropy(
+            labels[start:start + batch], logits, from_logits=True)))
+    return total / len(x)
+
+
 def worker_ours_initial(spec):
     """The initial loss of the trainer's network, built with the trainer's seeding and builder."""
     import numpy as np
-    import keras
-    from keras_preresnet.train import configs, network, trainer
 
     _, _, (images, labels), mean, std = _load_images(spec)
-    trainer.seed_everything(spec["seed"], False)
-    model = network.build_network(configs.get_config(spec["config"]), 10, depth=spec["depth"])
+    model = initial_network(spec["config"], spec["depth"], spec["seed"])
     x = (images.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    total = 0.0
-    for start in range(0, len(x), spec["batch"]):
-        logits = model(x[start:start + spec["batch"]], training=True)
-        total += float(keras.ops.sum(keras.losses.sparse_categorical_crossentropy(
-            labels[start:start + spec["batch"]], logits, from_logits=True)))
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    return {"initial_loss": total / len(x), "params": trainable}
+    return {"initial_loss": initial_loss(model, x, labels, spec["batch"]), "params": trainable}
 
 
 def worker_torch(spec):

@@ -66,15 +66,10 @@ def _keras_state(spec, seed, x, y):
     import keras
     import tensorflow as tf
 
-    from keras_preresnet.train import configs, network, trainer
+    from keras_preresnet.train import network
 
-    trainer.seed_everything(seed, False)
-    model = network.build_network(configs.get_config(spec["config"]), 10, depth=spec["depth"])
-    total = 0.0
-    for start in range(0, len(x), BATCH):
-        logits = model(x[start:start + BATCH], training=True)
-        total += float(tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
-            y[start:start + BATCH], logits, from_logits=True)))
+    model = fidelity.initial_network(spec["config"], spec["depth"], seed)
+    mean_loss = fidelity.initial_loss(model, x, y, BATCH)
     # The training calls above moved the BN statistics; the first batch's features use batch statistics
     # (training mode), which do not depend on them.
     head = model.get_layer(network.HEAD)
@@ -84,7 +79,7 @@ def _keras_state(spec, seed, x, y):
         logits = head(features)
         loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y[:BATCH], logits, from_logits=True))
     gradient = tape.gradient(loss, head.kernel)
-    return {"initial_loss": total / len(x), "feature_mean": float(tf.reduce_mean(features)),
+    return {"initial_loss": mean_loss, "feature_mean": float(tf.reduce_mean(features)),
             "largest_mean_probability": float(tf.reduce_max(tf.reduce_mean(tf.nn.softmax(logits), 0))),
             "classifier_gradient_norm": float(tf.norm(gradient))}
 

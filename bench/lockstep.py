@@ -176,12 +176,12 @@ def run_row(row, *, steps, seed=0, data_dir=None, train_examples=None, eval_exam
     drop = steps // 2
     record = {"row": row, "label": spec["label"], "steps": steps, "drop_after": drop, "batch": batch,
               "start_logits_relative_difference": start_difference, "ours_loss": [], "torch_loss": [],
-              "float64_loss": []}
+              "float64_loss": [], "ours_classifier_norm": [], "torch_classifier_norm": []}
     head = model.get_layer(network.HEAD)
 
     def classifier_norms():  # the first steps at lr 0.1 inflate it in deep original nets (docs/training.md)
-        record.setdefault("ours_classifier_norm", []).append(float(np.linalg.norm(keras.ops.convert_to_numpy(head.kernel))))
-        record.setdefault("torch_classifier_norm", []).append(float(net.fc.weight.detach().norm()))
+        record["ours_classifier_norm"].append(float(np.linalg.norm(keras.ops.convert_to_numpy(head.kernel))))
+        record["torch_classifier_norm"].append(float(net.fc.weight.detach().norm()))
 
     classifier_norms()  # before training, then after every step
     order = torch.randperm(len(x_train), generator=generator)
