@@ -26,7 +26,7 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [REPO]
+sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -78,6 +78,7 @@ def main(argv):
 
     import tensorflow as tf
 
+    import export_testing
     import keras_preresnet
     from keras_preresnet import export
     from keras_preresnet.datasets import load_cifar
@@ -85,10 +86,7 @@ def main(argv):
     from keras_preresnet.runtimes import LiteRTModel
 
     def pngs(pixels, folder):  # the exporter's path: real images as files, preprocessed as served
-        os.makedirs(folder)
-        for i, image in enumerate(pixels):
-            tf.io.write_file(os.path.join(folder, f"{i:04d}.png"), tf.io.encode_png(image))
-        return images.list_images(folder)
+        return images.list_images(export_testing.write_pngs(pixels, folder))
 
     if not FLAGS.weights:
         raise app.UsageError("--weights is required: agreement on random weights says little (see bench/serving.py).")

@@ -62,6 +62,9 @@ FLAGS = flags.FLAGS
 
 PEERS = ("torch_eager", "ort_on_torch_onnx")
 INT8_PEER = "ort_int8_on_torch_onnx"
+# The SavedModel in a Session whose ops all run in the calling thread (inter-op threads -1): TF Serving with
+# --tensorflow_intra_op_parallelism=N --tensorflow_inter_op_parallelism=-1.
+CALLER_THREAD_ROW = "saved_model/preprocessed (Session, inter-op -1)"
 
 
 # -------------------------------------------------------------------------------------------------
@@ -215,24 +218,22 @@ def ort_session(path, threads):
 # The run
 # -------------------------------------------------------------------------------------------------
 
-def session_callable(tf, path, signature, input_name, threads):
+def session_callable(tf, path, signature, input_name, threads, inter_op=1):
     """A call of ``signature`` through a TF1 ``Session`` on the SavedModel at ``path``: what TF Serving runs
     (``SavedModelBundle``, then ``Session::Run`` on the signature's tensors), without the Python function
-    call of ``tf.saved_model.load``'s signatures."""
+    call of ``tf.saved_model.load``'s signatures.
+
+    ``inter_op`` is the session's ``inter_op_parallelism_threads``, TF Serving's
+    ``--tensorflow_inter_op_parallelism``: with ``-1`` TensorFlow's ``DirectSession`` runs every op in the
+    calling thread instead of handing each to its inter-op pool."""
     graph = tf.Graph()
     with graph.as_default():
-        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
+                                          inter_op_parallelism_threads=inter_op)
         session = tf.compat.v1.Session(graph=graph, config=config)
         meta = tf.compat.v1.saved_model.loader.load(session, [tf.saved_model.SERVING], path)
         spec = meta.signature_def[signature]
         return session.make_callable(spec.outputs["probabilities"].name, feed_list=[spec.inputs[input_name].name])
-
-
-def write_pngs(tf, pixels, folder):
-    os.makedirs(folder, exist_ok=True)
-    for i, image in enumerate(pixels):
-        tf.io.write_file(os.path.join(folder, f"{i:04d}.png"), tf.io.encode_png(image))
-    return folder
 
 
 def _softmax(logits):
@@ -275,8 +276,10 @@ def main(argv):
     test_pixels, _ = load_cifar(FLAGS.cifar_dir, "cifar10", "test")
     train_pixels, _ = load_cifar(FLAGS.cifar_dir, "cifar10", "train")
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
-        parity_dir = write_pngs(tf, test_pixels[:max(FLAGS.batch, FLAGS.parity_images)], os.path.join(tmp, "parity"))
-        calibration_dir = write_pngs(tf, train_pixels[:FLAGS.calibration_images], os.path.join(tmp, "calibration"))
+        parity_dir = export_testing.write_pngs(test_pixels[:max(FLAGS.batch, FLAGS.parity_images)],
+                                               os.path.join(tmp, "parity"))
+        calibration_dir = export_testing.write_pngs(train_pixels[:FLAGS.calibration_images],
+                                                    os.path.join(tmp, "calibration"))
         parity_files = images.list_images(parity_dir)
         calibration = images.preprocessed_batch(servable, images.list_images(calibration_dir))
         if not FLAGS.weights:
@@ -315,6 +318,9 @@ def main(argv):
                 lambda x: floats(**{FLOAT_INPUT: tf.constant(x)})["probabilities"].numpy(), "nhwc"),
             "saved_model/preprocessed (Session, as TF Serving)": (session_callable(
                 tf, result.paths["saved_model"], PREPROCESSED_SIGNATURE, FLOAT_INPUT, FLAGS.threads), "nhwc"),
+            CALLER_THREAD_ROW: (session_callable(
+                tf, result.paths["saved_model"], PREPROCESSED_SIGNATURE, FLOAT_INPUT, FLAGS.threads, inter_op=-1),
+                "nhwc"),
             "saved_model/serving_default (PNG bytes)": (
                 lambda x: serve(**{saved_model.IMAGES_INPUT: tf.constant(x)})["probabilities"].numpy(), "bytes"),
             "tflite/float32": (tfl("float32"), "nhwc"),
@@ -364,6 +370,7 @@ def _blocks_of(model):
 
 REPORT_OF = {"saved_model/preprocessed": "saved_model/preprocessed",
              "saved_model/preprocessed (Session, as TF Serving)": "saved_model/preprocessed",
+             CALLER_THREAD_ROW: "saved_model/preprocessed",
              "saved_model/serving_default (PNG bytes)": "saved_model/serving_default",
              "tflite/float32": "tflite/float32", "tflite/float16": "tflite/float16", "tflite/int8": "tflite/int8",
              "onnx (ORT)": "onnx"}

@@ -64,6 +64,15 @@ def plausible_random_weights(model, inputs, seed=0):
     dense.set_weights([kernel, -np.mean(features @ kernel, axis=0)])
 
 
+def write_pngs(pixels, folder):
+    """Writes each ``[H, W, 3]`` uint8 image of ``pixels`` to ``folder`` as ``0000.png``, ``0001.png``, ...; returns
+    ``folder``: real images as the exporter and the servers read them."""
+    os.makedirs(folder, exist_ok=True)
+    for i, image in enumerate(pixels):
+        tf.io.write_file(os.path.join(folder, f"{i:04d}.png"), tf.io.encode_png(image))
+    return folder
+
+
 def write_cifar_images(cifar_dir, folder, count=8, start=0, sizes=None):
     """Writes ``count`` CIFAR-10 test images to ``folder``, alternating JPEG and PNG; returns the paths.
 
