@@ -19,6 +19,11 @@ update on the first 512 training images, in batches of the training batch. Both 
 intra-op threads and one inter-op thread. images/s is training throughput without the evaluations,
 counted from the second epoch on where there are two (the first holds TensorFlow's tracing).
 
+``--paired_init`` takes the initial draw out of the comparison: the trainer starts from the reference's
+initial network of the same seed (its weights copied in, bench/lockstep.py's copy, and passed as
+``--init_weights``), so the two runs of a seed differ only in their data order, augmentation and
+arithmetic. Such runs go to a results file of their own (the setting is part of the file's settings).
+
 Every finished (row, budget, seed, implementation) cell is written to ``--out`` at once (atomically); a
 run started again with the same ``--out`` skips the cells it holds, and resumes the cell it was in from
 its last epoch (the runs of unfinished cells live in ``<out>_runs/``). The target per (row, budget):
@@ -150,7 +155,7 @@ def _read_csv(path):
                 for row in csv.DictReader(f)]
 
 
-def ours_command(row, budget, seed, options, model_dir):
+def ours_command(row, budget, seed, options, model_dir, init_weights=None):
     spec = ROWS[row]
     command = [sys.executable, "-m", "keras_preresnet.train", f"--config={spec['config']}",
                f"--data_dir={options.data_dir}", f"--model_dir={model_dir}", f"--steps={budget}",
@@ -162,6 +167,8 @@ def ours_command(row, budget, seed, options, model_dir):
     command += spec.get("flags", ())
     if options.nesterov is not None:
         command.append("--nesterov" if options.nesterov else "--nonesterov")
+    if init_weights:
+        command.append(f"--init_weights={init_weights}")
     for name in ("train_examples", "eval_examples"):
         if getattr(options, name):
             command.append(f"--{name}={getattr(options, name)}")
@@ -171,7 +178,13 @@ def ours_command(row, budget, seed, options, model_dir):
 def run_ours(row, budget, seed, options, work_dir, initial_loss=True):
     """Trains ``row`` with the trainer; returns the cell (per-epoch rows, schedule, figures)."""
     model_dir = os.path.join(work_dir, "run")
-    command = ours_command(row, budget, seed, options, model_dir)
+    paired = None
+    if getattr(options, "paired_init", False):
+        # The reference's initial network of this seed, as a weights file the trainer starts from.
+        spec = dict(_initial_spec(row, seed, options), weights=os.path.join(work_dir, "initial.weights.h5"))
+        paired = _worker("paired_initial", spec, options.threads, work_dir)
+    command = ours_command(row, budget, seed, options, model_dir,
+                           init_weights=paired and os.path.join(work_dir, "initial.weights.h5"))
     seconds = _run(command, options.threads, os.path.join(work_dir, "train.log"))
     with open(os.path.join(model_dir, "metrics.json"), encoding="utf-8") as f:
         summary = json.load(f)
@@ -189,7 +202,10 @@ def run_ours(row, budget, seed, options, work_dir, initial_loss=True):
         "weight_decay": summary["weight_decay"],
         "process_seconds": seconds,
     }
-    if initial_loss:
+    if paired:
+        cell.update(initial_loss=paired["initial_loss"], params=paired["params"], paired_init=True)
+        cell["process_seconds"] += paired["process_seconds"]
+    elif initial_loss:
         answer = _worker("ours_initial", _initial_spec(row, seed, options), options.threads, work_dir)
         cell.update(initial_loss=answer["initial_loss"], params=answer["params"])
         cell["process_seconds"] += answer["process_seconds"]
@@ -197,7 +213,7 @@ def run_ours(row, budget, seed, options, work_dir, initial_loss=True):
 
 
 def _initial_spec(row, seed, options):
-    return dict(config=ROWS[row]["config"], depth=ROWS[row]["depth"], seed=seed, data_dir=options.data_dir,
+    return dict(row=row, config=ROWS[row]["config"], depth=ROWS[row]["depth"], seed=seed, data_dir=options.data_dir,
                 images=min(INITIAL_LOSS_IMAGES, options.train_examples or INITIAL_LOSS_IMAGES), batch=BATCH)
 
 
@@ -282,6 +298,11 @@ def summarise(results, rows, budgets, seeds):
                               "initial_loss_mean": _mean_std([c.get("initial_loss") for c in found])[0],
                               "images_per_second": _mean_std([c["images_per_second"] for c in found])[0]}
             ours, peer = line["ours"], line["torch"]
+            both = [(cell_key(row, budget, s, "ours"), cell_key(row, budget, s, "torch")) for s in seeds]
+            differences = [results["cells"][a]["final_test_error"] - results["cells"][b]["final_test_error"]
+                           for a, b in both if a in results["cells"] and b in results["cells"]]
+            if differences:  # seed by seed: what a paired design (--paired_init) compares
+                line["seed_differences"] = differences
             if peer["runs"]:
                 delta = abs(ours["final_error_mean"] - peer["final_error_mean"])
                 allowed = max(TARGET_POINTS, ours["final_error_std"], peer["final_error_std"])
@@ -333,6 +354,18 @@ def write_markdown(path, results, lines):
         table(lines),
         "",
     ]
+    if meta.get("paired_init"):
+        text += ["Paired initialisation (`--paired_init`): each seed's trainer run starts from the reference's "
+                 "initial network of that seed; the runs of a seed differ in data order, augmentation and "
+                 "arithmetic only. Final test error ours - reference, seed by seed:", ""]
+        for line in lines:
+            found = line.get("seed_differences", [])
+            if found:
+                mean, std = _mean_std(found)
+                text.append(f"* {ROWS[line['row']]['label']}, {line['budget']} iterations: "
+                            f"{', '.join(f'{d:+.1f}' for d in found)} (mean {mean:+.2f} ± {std:.2f}, "
+                            f"{len(found)} seeds)")
+        text.append("")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(text))
 
@@ -422,6 +455,26 @@ def worker_ours_initial(spec):
     return {"initial_loss": initial_loss(model, x, labels, spec["batch"]), "params": trainable}
 
 
+def worker_paired_initial(spec):
+    """Writes the reference's initial network of ``spec``'s seed, copied into the trainer's network, to
+    ``spec["weights"]``; returns its initial loss (measured after the file is written: a forward pass in
+    training mode moves the BatchNorms' running statistics)."""
+    import numpy as np
+    import torch
+
+    from bench import lockstep, torch_cifar
+
+    _, _, (images, labels), mean, std = _load_images(spec)
+    torch.manual_seed(spec["seed"])  # as torch_cifar.train seeds before it builds the network
+    net = torch_cifar.CifarResNet(*ROWS[spec["row"]]["torch"])
+    model = initial_network(spec["config"], spec["depth"], spec["seed"])
+    lockstep.copy_torch_weights(net, model)
+    model.save_weights(spec["weights"])
+    x = (images.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return {"initial_loss": initial_loss(model, x, labels, spec["batch"]), "params": trainable}
+
+
 def worker_torch(spec):
     import torch
 
@@ -440,7 +493,7 @@ def worker_torch(spec):
     )
 
 
-WORKERS = {"ours_initial": worker_ours_initial, "torch": worker_torch}
+WORKERS = {"ours_initial": worker_ours_initial, "paired_initial": worker_paired_initial, "torch": worker_torch}
 
 
 # ----------------------------------------------------------------------------------------- command line
@@ -489,6 +542,8 @@ def main(argv=None):
     add_run_arguments(parser, FIDELITY_ROWS)
     parser.add_argument("--nesterov", type=_bool, default=True,
                         help="Nesterov momentum for both (fb.resnet.torch's train.lua: true)")
+    parser.add_argument("--paired_init", type=_bool, default=False,
+                        help="start the trainer from the reference's initial network of each seed")
     parser.add_argument("--out", default=os.path.join(RESULTS, "fidelity.json"), help="results JSON (resumed)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -526,9 +581,12 @@ def main(argv=None):
 
 def run_meta(options):
     """The settings every cell of one results file shares."""
-    return {"data_dir": os.path.abspath(options.data_dir), "train_examples": options.train_examples,
+    meta = {"data_dir": os.path.abspath(options.data_dir), "train_examples": options.train_examples,
             "eval_examples": options.eval_examples, "threads": options.threads, "recipe": options.recipe,
             "nesterov": options.nesterov, "batch": BATCH}
+    if getattr(options, "paired_init", False):  # only when set: files of unpaired runs keep their settings
+        meta["paired_init"] = True
+    return meta
 
 
 if __name__ == "__main__":

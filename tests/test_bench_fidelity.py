@@ -115,6 +115,54 @@ def test_tiny_run_records_both_implementations(tiny_run):
     assert os.path.exists(os.path.splitext(out)[0] + ".md")
 
 
+def test_paired_initial_weights_are_the_references_initial_network(tmp_path):
+    if not os.path.isdir(fidelity.DEFAULT_DATA):
+        pytest.skip(f"no CIFAR subset at {fidelity.DEFAULT_DATA}")
+    from keras_preresnet.datasets import DATASETS
+    from keras_preresnet.train import configs, network
+
+    options = argparse.Namespace(data_dir=fidelity.DEFAULT_DATA, train_examples=64)
+    spec = dict(fidelity._initial_spec("resnet20", 3, options), weights=str(tmp_path / "initial.weights.h5"))
+    answer = fidelity.worker_paired_initial(spec)
+    # What the trainer builds from --init_weights=<that file>.
+    model = network.build_network(configs.get_config("cifar10_resnet20"), 10, init_weights=spec["weights"],
+                                  init_classes=10)
+    torch.manual_seed(3)
+    net = torch_cifar.CifarResNet(20, "original")
+    _, _, (images, labels), mean, std = fidelity._load_images(spec)
+    x = torch_cifar.normalise(images, mean, std)
+    net.eval()
+    with torch.no_grad():
+        expected = net(x).numpy()
+    np.testing.assert_allclose(np.asarray(model(x.numpy().transpose(0, 2, 3, 1), training=False)), expected,
+                               rtol=1e-4, atol=1e-5)
+    net.train()
+    with torch.no_grad():
+        assert answer["initial_loss"] == pytest.approx(
+            torch_cifar.initial_loss(net, x, torch.from_numpy(np.asarray(labels, np.int64)), spec["batch"]),
+            rel=1e-5)
+    assert answer["params"] == RESNET20_PARAMS and DATASETS["cifar10"].classes == 10
+
+
+@pytest.mark.slow  # as tiny_run: two trainer processes and a PyTorch one
+def test_a_paired_run_starts_both_from_the_same_network(tmp_path):
+    if not os.path.isdir(fidelity.DEFAULT_DATA):
+        pytest.skip(f"no CIFAR subset at {fidelity.DEFAULT_DATA}")
+    out = tmp_path / "paired.json"
+    assert fidelity.main(["--rows=resnet20", "--budgets=2", "--seeds=1", "--train_examples=256",
+                          "--eval_examples=128", "--threads=1", "--paired_init=true", f"--out={out}"]) == 0
+    with open(out) as f:
+        results = json.load(f)
+    assert results["meta"]["paired_init"] is True
+    ours, peer = (results["cells"][fidelity.cell_key("resnet20", 2, 1, impl)] for impl in fidelity.IMPLEMENTATIONS)
+    assert "--init_weights=" in ours["command"] and ours["paired_init"]
+    assert ours["initial_loss"] == pytest.approx(peer["initial_loss"], rel=1e-5)
+    (line,) = results["summary"]
+    assert line["seed_differences"] == [pytest.approx(ours["final_test_error"] - peer["final_test_error"])]
+    with open(os.path.splitext(out)[0] + ".md") as f:
+        assert "Paired initialisation" in f.read()
+
+
 @pytest.mark.slow
 def test_a_second_run_resumes_without_training_again(tiny_run):
     out, argv, results = tiny_run
