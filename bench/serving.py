@@ -65,6 +65,7 @@ INT8_PEER = "ort_int8_on_torch_onnx"
 # The SavedModel in a Session whose ops all run in the calling thread (inter-op threads -1): TF Serving with
 # --tensorflow_intra_op_parallelism=N --tensorflow_inter_op_parallelism=-1.
 CALLER_THREAD_ROW = "saved_model/preprocessed (Session, inter-op -1)"
+CALLER_THREAD_BYTES_ROW = "saved_model/serving_default (PNG bytes, Session, inter-op -1)"
 
 
 # -------------------------------------------------------------------------------------------------
@@ -323,11 +324,19 @@ def main(argv):
                 "nhwc"),
             "saved_model/serving_default (PNG bytes)": (
                 lambda x: serve(**{saved_model.IMAGES_INPUT: tf.constant(x)})["probabilities"].numpy(), "bytes"),
+            CALLER_THREAD_BYTES_ROW: (session_callable(
+                tf, result.paths["saved_model"], saved_model.SERVING_SIGNATURE, saved_model.IMAGES_INPUT,
+                FLAGS.threads, inter_op=-1), "bytes"),
             "tflite/float32": (tfl("float32"), "nhwc"),
             "tflite/float16": (tfl("float16"), "nhwc"),
             "tflite/int8": (tfl("int8"), "nhwc"),
             "onnx (ORT)": (OnnxModel(os.path.join(result.paths["onnx"], onnx.FILENAME), FLAGS.threads).predict, "nhwc"),
         }
+        # The Session rows run the same graphs as the loaded signatures: check before timing them.
+        for row, same_as, form in ((CALLER_THREAD_ROW, "saved_model/preprocessed", batch[:4]),
+                                   (CALLER_THREAD_BYTES_ROW, "saved_model/serving_default (PNG bytes)",
+                                    np.array(encoded[:4], dtype=object))):
+            np.testing.assert_allclose(fns[row][0](form), fns[same_as][0](form), atol=1e-6, err_msg=row)
         # ORT's int8 against its own float model, on the same real images.
         peer_float = _softmax(fns["ort_on_torch_onnx"][0](nchw(batch)))
         peer_int8 = _softmax(fns[INT8_PEER][0](nchw(batch)))
@@ -372,6 +381,7 @@ REPORT_OF = {"saved_model/preprocessed": "saved_model/preprocessed",
              "saved_model/preprocessed (Session, as TF Serving)": "saved_model/preprocessed",
              CALLER_THREAD_ROW: "saved_model/preprocessed",
              "saved_model/serving_default (PNG bytes)": "saved_model/serving_default",
+             CALLER_THREAD_BYTES_ROW: "saved_model/serving_default",
              "tflite/float32": "tflite/float32", "tflite/float16": "tflite/float16", "tflite/int8": "tflite/int8",
              "onnx (ORT)": "onnx"}
 
