@@ -178,13 +178,13 @@ def ours_command(row, budget, seed, options, model_dir, init_weights=None):
 def run_ours(row, budget, seed, options, work_dir, initial_loss=True):
     """Trains ``row`` with the trainer; returns the cell (per-epoch rows, schedule, figures)."""
     model_dir = os.path.join(work_dir, "run")
-    paired = None
+    paired, init_weights = None, None
     if getattr(options, "paired_init", False):
         # The reference's initial network of this seed, as a weights file the trainer starts from.
-        spec = dict(_initial_spec(row, seed, options), weights=os.path.join(work_dir, "initial.weights.h5"))
-        paired = _worker("paired_initial", spec, options.threads, work_dir)
-    command = ours_command(row, budget, seed, options, model_dir,
-                           init_weights=paired and os.path.join(work_dir, "initial.weights.h5"))
+        init_weights = os.path.join(work_dir, "initial.weights.h5")
+        paired = _worker("paired_initial", dict(_initial_spec(row, seed, options), weights=init_weights),
+                         options.threads, work_dir)
+    command = ours_command(row, budget, seed, options, model_dir, init_weights=init_weights)
     seconds = _run(command, options.threads, os.path.join(work_dir, "train.log"))
     with open(os.path.join(model_dir, "metrics.json"), encoding="utf-8") as f:
         summary = json.load(f)
@@ -213,8 +213,9 @@ def run_ours(row, budget, seed, options, work_dir, initial_loss=True):
 
 
 def _initial_spec(row, seed, options):
-    return dict(row=row, config=ROWS[row]["config"], depth=ROWS[row]["depth"], seed=seed, data_dir=options.data_dir,
-                images=min(INITIAL_LOSS_IMAGES, options.train_examples or INITIAL_LOSS_IMAGES), batch=BATCH)
+    images = min(INITIAL_LOSS_IMAGES, options.train_examples or INITIAL_LOSS_IMAGES)
+    return dict(row=row, config=ROWS[row]["config"], depth=ROWS[row]["depth"], seed=seed,
+                data_dir=options.data_dir, images=images, batch=BATCH)
 
 
 def run_torch(row, seed, schedule, options, work_dir):
