@@ -202,13 +202,14 @@ def run_ours(row, budget, seed, options, work_dir, initial_loss=True):
         "weight_decay": summary["weight_decay"],
         "process_seconds": seconds,
     }
-    if paired:
-        cell.update(initial_loss=paired["initial_loss"], params=paired["params"], paired_init=True)
-        cell["process_seconds"] += paired["process_seconds"]
-    elif initial_loss:
-        answer = _worker("ours_initial", _initial_spec(row, seed, options), options.threads, work_dir)
+    # A paired run's initial network is the one its worker wrote; otherwise the trainer's own draw.
+    answer = paired or (initial_loss and _worker("ours_initial", _initial_spec(row, seed, options),
+                                                 options.threads, work_dir))
+    if answer:
         cell.update(initial_loss=answer["initial_loss"], params=answer["params"])
         cell["process_seconds"] += answer["process_seconds"]
+    if paired:
+        cell["paired_init"] = True
     return cell
 
 
@@ -445,35 +446,35 @@ def initial_loss(model, x, labels, batch):
     return total / len(x)
 
 
-def worker_ours_initial(spec):
-    """The initial loss of the trainer's network, built with the trainer's seeding and builder."""
+def _initial_answer(model, spec):
+    """The initial loss of ``model`` on ``spec``'s images and its trainable parameter count."""
     import numpy as np
 
     _, _, (images, labels), mean, std = _load_images(spec)
-    model = initial_network(spec["config"], spec["depth"], spec["seed"])
     x = (images.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     return {"initial_loss": initial_loss(model, x, labels, spec["batch"]), "params": trainable}
+
+
+def worker_ours_initial(spec):
+    """The initial loss of the trainer's network, built with the trainer's seeding and builder."""
+    return _initial_answer(initial_network(spec["config"], spec["depth"], spec["seed"]), spec)
 
 
 def worker_paired_initial(spec):
     """Writes the reference's initial network of ``spec``'s seed, copied into the trainer's network, to
     ``spec["weights"]``; returns its initial loss (measured after the file is written: a forward pass in
     training mode moves the BatchNorms' running statistics)."""
-    import numpy as np
     import torch
 
     from bench import lockstep, torch_cifar
 
-    _, _, (images, labels), mean, std = _load_images(spec)
     torch.manual_seed(spec["seed"])  # as torch_cifar.train seeds before it builds the network
     net = torch_cifar.CifarResNet(*ROWS[spec["row"]]["torch"])
     model = initial_network(spec["config"], spec["depth"], spec["seed"])
     lockstep.copy_torch_weights(net, model)
     model.save_weights(spec["weights"])
-    x = (images.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    return {"initial_loss": initial_loss(model, x, labels, spec["batch"]), "params": trainable}
+    return _initial_answer(model, spec)
 
 
 def worker_torch(spec):
